@@ -1,0 +1,703 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// DefaultKey is the token key of requests that name none: the only key a
+// single-user program needs. Engine methods treat the key "" as DefaultKey.
+const DefaultKey = "default"
+
+const (
+	defaultExpirySkew     = 60 * time.Second
+	defaultRefreshTimeout = 30 * time.Second
+
+	// reauthRecheck is how often a key that needs re-authentication looks
+	// at the store again, in case another process stored a new login.
+	// Reading the store is cheap; calling the token endpoint is what the
+	// latch forbids.
+	reauthRecheck = 5 * time.Second
+
+	// saveRetries bounds the background attempts to persist a token whose
+	// Save failed (about 6 minutes with the backoff below); every later
+	// refresh of the key tries again too.
+	saveRetries  = 8
+	saveBackoff  = time.Second
+	saveMaxDelay = time.Minute
+)
+
+// An Endpoint exchanges a refresh token for a new token: the seam through
+// which the engine talks to a token endpoint.
+//
+// Refresh is called at most once at a time per key, with a token whose
+// RefreshToken is not empty, and with a context that carries the refresh
+// timeout. It must send that refresh token at most once: after a server may
+// have seen it, trying it again (for example with another client
+// authentication style) is a reuse that rotating servers punish by revoking
+// the whole token family.
+//
+// The returned token replaces the old one. If its RefreshToken is empty the
+// engine keeps the old refresh token. A rejection should be returned as an
+// *[Error] with Code set (Code "invalid_grant" means the user must log in
+// again) or wrap [ErrReauthRequired].
+type Endpoint interface {
+	Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
+}
+
+// EndpointFunc adapts a function to the [Endpoint] interface.
+type EndpointFunc func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
+
+// Refresh calls f(ctx, tok).
+func (f EndpointFunc) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	return f(ctx, tok)
+}
+
+// Hooks are called when something happens to a key's token. Every field is
+// optional. Hooks run on the goroutine that refreshed, after the key's
+// internal lock is released; they should return quickly. They are never
+// given a token value.
+type Hooks struct {
+	// Refreshed is called after a new token was obtained and saved (or its
+	// save failed; SaveFailed tells).
+	Refreshed func(key string)
+	// RefreshFailed is called when a refresh failed for any reason,
+	// including those that need re-authentication.
+	RefreshFailed func(key string, err error)
+	// ReauthRequired is called when the key needs a new login: its refresh
+	// token was rejected or there is none.
+	ReauthRequired func(key string, err error)
+	// SaveFailed is called when the store could not save a new token. The
+	// engine keeps using the token from memory and tries to save it again.
+	SaveFailed func(key string, err error)
+}
+
+// Config configures an [Engine]. Either OAuth2 or Endpoint is required; all
+// other fields are optional and their zero values are sensible.
+type Config struct {
+	// OAuth2 is the client configuration used for the standard
+	// refresh_token grant (RFC 6749 §6). Required unless Endpoint is set.
+	// Its Endpoint.AuthStyle must be oauth2.AuthStyleInParams or
+	// oauth2.AuthStyleInHeader: auto-detection sends the same refresh token
+	// a second time after a failure, which rotating servers treat as reuse.
+	OAuth2 *oauth2.Config
+
+	// Endpoint overrides OAuth2 as the way tokens are refreshed. Optional.
+	Endpoint Endpoint
+
+	// HTTPClient is the client used to call the token endpoint. Optional:
+	// nil means a client over http.DefaultTransport. Redirects are never
+	// followed (they would carry the refresh token and the client secret
+	// elsewhere). It must not use this package's Transport.
+	HTTPClient *http.Client
+
+	// Store keeps tokens across restarts and processes. Optional: nil
+	// means a new, empty [MemoryStore].
+	Store TokenStore
+
+	// ExpirySkew is how long before its expiry a token is refreshed.
+	// Optional: zero means 60 seconds; negative means at expiry. It is
+	// clamped to half the token's lifetime, so short-lived tokens are not
+	// refreshed on every request.
+	ExpirySkew time.Duration
+
+	// RefreshTimeout bounds one refresh (store reads, the token endpoint
+	// call, the save). Optional: zero means 30 seconds. The refresh does
+	// not end when the caller that started it gives up: other callers may
+	// be waiting for it.
+	RefreshTimeout time.Duration
+
+	// NeedsRefresh widens when a response means "the token is no longer
+	// good", for APIs that signal it other than with a 401. Optional. It is
+	// consulted for responses the built-in rule does not already treat as
+	// such (a 401 with an "invalid_token" error or no error code), never for
+	// an "insufficient_scope" answer. It must not read or close the body.
+	NeedsRefresh func(resp *http.Response) bool
+
+	// Logger receives one record per refresh, failure and re-authentication.
+	// Optional: nil means no logging. Records carry the key and at most a
+	// [Fingerprint] of a token.
+	Logger *slog.Logger
+
+	// Hooks are called on refresh events. Optional.
+	Hooks Hooks
+}
+
+// An Engine keeps the tokens of any number of keys working: it loads them
+// from the store, refreshes them when they expire or are rejected, once per
+// key at a time, and saves every new token before anyone uses it.
+//
+// An Engine is safe for concurrent use. Create it with [New]; use it through
+// [Engine.Client], a [Transport], [Engine.Token] or [Engine.TokenSource].
+type Engine struct {
+	endpoint     Endpoint
+	store        TokenStore
+	skew         time.Duration
+	timeout      time.Duration
+	needsRefresh func(*http.Response) bool
+	log          *slog.Logger
+	hooks        Hooks
+
+	keys    sync.Map           // key → *entry; entries are never removed
+	flights singleflight.Group // one refresh per key at a time
+}
+
+// entry is the state of one key.
+type entry struct {
+	// cur is the token in use, nil until the key is first loaded. A
+	// snapshot is never modified once published; a new one replaces it.
+	// Pointer identity is the token's generation.
+	cur atomic.Pointer[snapshot]
+
+	mu sync.Mutex // serializes refreshes, SetToken and saves of this key
+
+	// pending is a published snapshot whose Save failed, so the store is
+	// behind memory and must not be trusted for this key. Guarded by mu.
+	pending *snapshot
+}
+
+// snapshot is one published token of a key with what the hot path needs.
+type snapshot struct {
+	tok *oauth2.Token // private copy; nil only when latched without a token
+
+	// auth is the Authorization header value, shared read-only by all
+	// requests; nil when the token cannot be sent (see bad and latch).
+	auth []string
+
+	refreshAt time.Time // when to refresh proactively; zero: only on 401
+
+	bad       error     // tok cannot be put in a header (ErrInvalidToken)
+	latch     error     // refreshing cannot help (ErrReauthRequired)
+	recheckAt time.Time // latched: when the store may be read again
+}
+
+// usable reports whether s can be sent as is at time now. It is the whole
+// cost of the hot path: no lock, no allocation.
+func (s *snapshot) usable(now func() time.Time) bool {
+	return s != nil && s.auth != nil && (s.refreshAt.IsZero() || now().Before(s.refreshAt))
+}
+
+// New returns an engine for the configuration.
+func New(c Config) (*Engine, error) {
+	e := &Engine{
+		endpoint:     c.Endpoint,
+		store:        c.Store,
+		skew:         c.ExpirySkew,
+		timeout:      c.RefreshTimeout,
+		needsRefresh: c.NeedsRefresh,
+		log:          c.Logger,
+		hooks:        c.Hooks,
+	}
+	if e.endpoint == nil {
+		ep, err := newOAuth2Endpoint(c.OAuth2, c.HTTPClient)
+		if err != nil {
+			return nil, err
+		}
+		e.endpoint = ep
+	}
+	if e.store == nil {
+		e.store = new(MemoryStore)
+	}
+	switch {
+	case e.skew == 0:
+		e.skew = defaultExpirySkew
+	case e.skew < 0:
+		e.skew = 0
+	}
+	if e.timeout <= 0 {
+		e.timeout = defaultRefreshTimeout
+	}
+	return e, nil
+}
+
+// Client returns a copy of base whose requests carry the token of the key in
+// their context (see [WithKey]), or of [DefaultKey]. The copy keeps base's
+// Timeout, Jar and CheckRedirect; base's Transport becomes the new
+// transport's Base. A nil base means [http.DefaultClient].
+func (e *Engine) Client(base *http.Client) *http.Client {
+	if base == nil {
+		base = http.DefaultClient
+	}
+	c := *base
+	c.Transport = &Transport{Engine: e, Base: base.Transport}
+	return &c
+}
+
+// SetToken makes tok the current token of key, for example after the user
+// logged in again. It saves tok to the store first and returns the store's
+// error, if any, without changing anything. It lifts the re-authentication
+// latch of the key.
+func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) error {
+	key = normalizeKey(key)
+	if tok == nil || tok.AccessToken == "" && tok.RefreshToken == "" {
+		return &Error{Key: key, Err: errors.New("SetToken: token has neither access nor refresh token")}
+	}
+	t := copyToken(tok)
+	ent := e.entry(key)
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	if err := e.store.Save(ctx, key, t); err != nil {
+		return &Error{Key: key, Err: fmt.Errorf("store save: %w", err)}
+	}
+	ent.pending = nil
+	ent.cur.Store(e.newSnapshot(key, t))
+	return nil
+}
+
+// Token returns a valid token for key, loading it from the store or
+// refreshing it if needed. The returned token is a copy.
+func (e *Engine) Token(ctx context.Context, key string) (*oauth2.Token, error) {
+	key = normalizeKey(key)
+	ent := e.entry(key)
+	s := ent.cur.Load()
+	if !s.usable(time.Now) {
+		var err error
+		if s, err = e.acquire(ctx, key, ent, s); err != nil {
+			return nil, err
+		}
+	}
+	return copyToken(s.tok), nil
+}
+
+// Refresh reports that the API rejected rejected, a token of key, and
+// returns the token to use instead: the current one if it is no longer
+// rejected (another caller already refreshed), or a new one. Use it where
+// the transport is not in the path, for example with gRPC.
+func (e *Engine) Refresh(ctx context.Context, key string, rejected *oauth2.Token) (*oauth2.Token, error) {
+	key = normalizeKey(key)
+	ent := e.entry(key)
+	cur := ent.cur.Load()
+	if cur.usable(time.Now) && (rejected == nil || cur.tok.AccessToken != rejected.AccessToken) {
+		return copyToken(cur.tok), nil
+	}
+	s, err := e.await(ctx, key, ent, cur)
+	if err != nil {
+		return nil, err
+	}
+	return copyToken(s.tok), nil
+}
+
+// TokenSource returns an [oauth2.TokenSource] for key backed by the engine,
+// for libraries that take one. Unlike the sources of golang.org/x/oauth2 it
+// captures no context: every refresh runs with the engine's own timeout.
+func (e *Engine) TokenSource(key string) oauth2.TokenSource {
+	return tokenSource{e, normalizeKey(key)}
+}
+
+type tokenSource struct {
+	e   *Engine
+	key string
+}
+
+func (ts tokenSource) Token() (*oauth2.Token, error) {
+	return ts.e.Token(context.Background(), ts.key)
+}
+
+func normalizeKey(key string) string {
+	if key == "" {
+		return DefaultKey
+	}
+	return key
+}
+
+func (e *Engine) entry(key string) *entry {
+	if v, ok := e.keys.Load(key); ok {
+		return v.(*entry)
+	}
+	v, _ := e.keys.LoadOrStore(key, new(entry))
+	return v.(*entry)
+}
+
+// acquire returns a usable snapshot for a key whose current one, s, is not:
+// missing, expired, latched or unsendable.
+func (e *Engine) acquire(ctx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
+	if s != nil {
+		if s.latch != nil && time.Now().Before(s.recheckAt) {
+			return nil, s.latch
+		}
+		if s.bad != nil && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt)) {
+			return nil, s.bad
+		}
+	}
+	return e.await(ctx, key, ent, s)
+}
+
+// rejected returns the snapshot to retry with after the API rejected s: the
+// current one if another caller already replaced s, else a refreshed one.
+func (e *Engine) rejected(ctx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
+	if cur := ent.cur.Load(); cur != s && cur.usable(time.Now) {
+		return cur, nil
+	}
+	return e.await(ctx, key, ent, s)
+}
+
+// await joins the key's refresh flight, or starts one, to replace s. The
+// flight runs detached from ctx; if ctx ends first, await returns ctx.Err()
+// and the flight goes on for the others.
+func (e *Engine) await(ctx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
+	for attempt := 0; ; attempt++ {
+		ch := e.flights.DoChan(key, func() (any, error) {
+			return e.flight(ctx, key, ent, s)
+		})
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+			got := r.Val.(*snapshot)
+			// A flight started for an older token may publish the very
+			// token this caller found rejected; then one more is needed.
+			if got == s && s != nil && attempt == 0 {
+				continue
+			}
+			return got, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// flight is the refresh protocol for one key. It runs under the key's
+// singleflight, so once per key at a time in this process, on a context
+// detached from the caller's.
+func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejected *snapshot) (res *snapshot, err error) {
+	var after []func() // hooks, run once the key is unlocked
+	ent.mu.Lock()
+	defer func() {
+		if r := recover(); r != nil {
+			// A panicking store or endpoint must not take down every
+			// goroutine waiting on this flight. The value may hold a
+			// token, so it is not printed.
+			res, err = nil, &Error{Key: key, Err: errors.New("panic in token store or endpoint")}
+			e.logError("refresh panicked", key, nil)
+		}
+		ent.mu.Unlock()
+		for _, f := range after {
+			f()
+		}
+	}()
+
+	now := time.Now()
+	cur := ent.cur.Load()
+	// Step 1: the generation check. Someone (another flight, SetToken)
+	// may have replaced the rejected token while this one waited.
+	if cur != rejected && cur.usable(time.Now) {
+		return cur, nil
+	}
+	if cur != nil && cur.latch != nil && now.Before(cur.recheckAt) {
+		return nil, cur.latch
+	}
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), e.timeout)
+	defer cancel()
+
+	var mem *oauth2.Token // the newest token this process knows
+	if cur != nil {
+		mem = cur.tok
+	}
+	if ent.pending != nil {
+		e.savePending(ctx, key, ent, &after)
+	}
+
+	// Step 2: re-read the store, unless it is known to be behind memory.
+	// Another process, or the user after a login, may have stored a newer
+	// token; then it is adopted without calling the endpoint.
+	base := mem
+	if ent.pending == nil {
+		stored, lerr := e.store.Load(ctx, key)
+		switch {
+		case errors.Is(lerr, ErrNotFound):
+			if mem == nil {
+				return e.latch(ent, key, nil, errors.New("no token stored for this key"), &after)
+			}
+		case lerr != nil:
+			rerr := &Error{Key: key, Err: fmt.Errorf("store load: %w", lerr), temporary: true}
+			e.failed(key, rerr, &after)
+			return nil, rerr
+		case stored == nil:
+			rerr := &Error{Key: key, Err: errors.New("store load: store returned no token and no error")}
+			e.failed(key, rerr, &after)
+			return nil, rerr
+		case mem == nil || stored.AccessToken != mem.AccessToken || stored.RefreshToken != mem.RefreshToken:
+			ns := e.newSnapshot(key, copyToken(stored))
+			if ns.usable(time.Now) {
+				ent.cur.Store(ns)
+				e.logInfo("adopted stored token", key, ns.tok)
+				return ns, nil
+			}
+			base = ns.tok // expired: refresh with the newest refresh token
+		default: // the store holds what we hold
+			if cur != nil && cur.latch != nil {
+				return e.latch(ent, key, cur.tok, cur.latch, &after)
+			}
+		}
+	}
+	if cur != nil && cur.latch != nil && base == cur.tok {
+		return e.latch(ent, key, cur.tok, cur.latch, &after)
+	}
+	if base.RefreshToken == "" {
+		return e.latch(ent, key, base, errors.New("token has no refresh token"), &after)
+	}
+
+	// Step 3: call the token endpoint, once.
+	nt, rerr := e.endpoint.Refresh(ctx, copyToken(base))
+	if rerr == nil && (nt == nil || nt.AccessToken == "") {
+		rerr = errors.New("token endpoint returned no access token")
+	}
+	if rerr != nil {
+		x := classify(key, rerr, base)
+		if errors.Is(x, ErrReauthRequired) {
+			return e.latch(ent, key, base, x, &after)
+		}
+		e.failed(key, x, &after)
+		return nil, x
+	}
+	nt = copyToken(nt)
+	if nt.RefreshToken == "" {
+		nt.RefreshToken = base.RefreshToken // RFC 6749 §6: the old one stays valid
+	}
+	if !nt.Expiry.IsZero() && !nt.Expiry.After(time.Now()) {
+		// A non-positive expires_in: refreshing again at once would loop,
+		// so the token is used until the API rejects it.
+		nt.Expiry, nt.ExpiresIn = time.Time{}, 0
+	}
+
+	// Step 4: persist before publish. If the save fails the new token is
+	// still the only valid one (the server may have invalidated the old
+	// refresh token), so it is used from memory and saved again later.
+	ns := e.newSnapshot(key, nt)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(callerCtx), e.timeout)
+	serr := e.store.Save(sctx, key, nt)
+	scancel()
+	if serr != nil {
+		ent.pending = ns
+		e.saveFailed(key, serr, &after)
+		go e.retrySave(key, ent, ns)
+	} else {
+		ent.pending = nil
+	}
+	// Step 5: publish.
+	ent.cur.Store(ns)
+	e.logInfo("token refreshed", key, nt)
+	if h := e.hooks.Refreshed; h != nil {
+		after = append(after, func() { h(key) })
+	}
+	if ns.auth == nil {
+		return nil, ns.bad
+	}
+	return ns, nil
+}
+
+// latch publishes that key needs re-authentication: no token-endpoint call
+// until SetToken or a new token in the store.
+func (e *Engine) latch(ent *entry, key string, tok *oauth2.Token, cause error, after *[]func()) (*snapshot, error) {
+	x, ok := cause.(*Error)
+	if !ok || !errors.Is(x, ErrReauthRequired) {
+		x = &Error{Key: key, Err: fmt.Errorf("%w: %v", ErrReauthRequired, cause)}
+	}
+	cur := ent.cur.Load()
+	ent.cur.Store(&snapshot{tok: tok, latch: x, recheckAt: time.Now().Add(reauthRecheck)})
+	if cur != nil && cur.latch != nil {
+		return nil, x // still latched: already reported
+	}
+	e.logError("re-authentication required", key, x)
+	if h := e.hooks.RefreshFailed; h != nil {
+		*after = append(*after, func() { h(key, x) })
+	}
+	if h := e.hooks.ReauthRequired; h != nil {
+		*after = append(*after, func() { h(key, x) })
+	}
+	return nil, x
+}
+
+func (e *Engine) failed(key string, err error, after *[]func()) {
+	e.logError("refresh failed", key, err)
+	if h := e.hooks.RefreshFailed; h != nil {
+		*after = append(*after, func() { h(key, err) })
+	}
+}
+
+func (e *Engine) saveFailed(key string, err error, after *[]func()) {
+	if e.log != nil {
+		e.log.Warn("refresh: saving the new token failed; using it from memory and retrying",
+			slog.String("key", key), slog.String("error", err.Error()))
+	}
+	if h := e.hooks.SaveFailed; h != nil {
+		*after = append(*after, func() { h(key, err) })
+	}
+}
+
+// savePending tries again to save the token whose save failed. Called with
+// ent.mu held.
+func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after *[]func()) {
+	if err := e.store.Save(ctx, key, ent.pending.tok); err != nil {
+		e.saveFailed(key, err, after)
+		return
+	}
+	e.logInfo("saved token after earlier failure", key, ent.pending.tok)
+	ent.pending = nil
+}
+
+// retrySave keeps trying to save s while it is the pending token of the key,
+// with exponential backoff, a bounded number of times.
+func (e *Engine) retrySave(key string, ent *entry, s *snapshot) {
+	delay := saveBackoff
+	for range saveRetries {
+		time.Sleep(delay)
+		delay = min(2*delay, saveMaxDelay)
+		var after []func()
+		ent.mu.Lock()
+		if ent.pending == s {
+			ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+			e.savePending(ctx, key, ent, &after)
+			cancel()
+		}
+		done := ent.pending != s
+		ent.mu.Unlock()
+		for _, f := range after {
+			f()
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// newSnapshot prepares t for the hot path.
+func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
+	s := &snapshot{tok: t}
+	if !t.Expiry.IsZero() {
+		// Clamp the skew to half the lifetime. When the lifetime is not
+		// known (a stored token without expires_in), the time left is a
+		// lower bound of it.
+		life := time.Duration(t.ExpiresIn) * time.Second
+		if life <= 0 {
+			life = time.Until(t.Expiry)
+		}
+		skew := min(e.skew, life/2)
+		s.refreshAt = t.Expiry.Add(-max(skew, 0))
+	}
+	typ := t.Type()
+	if t.AccessToken == "" {
+		// A stored token may carry only a refresh token: refresh at once.
+		s.refreshAt = time.Unix(0, 0)
+		s.bad = &Error{Key: key, Err: ErrInvalidToken}
+		return s
+	}
+	if !headerSafe(t.AccessToken) || !headerSafe(typ) {
+		s.bad = &Error{Key: key, Err: ErrInvalidToken}
+		return s
+	}
+	s.auth = []string{typ + " " + t.AccessToken}
+	return s
+}
+
+// headerSafe reports whether v can be sent in a header field without
+// changing its meaning: no control characters (CR, LF, NUL and the others).
+func headerSafe(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// classify turns an endpoint's error into an *Error for key, deciding
+// whether the user must log in again and whether it is temporary.
+func classify(key string, err error, base *oauth2.Token) *Error {
+	var x *Error
+	var re *oauth2.RetrieveError
+	switch {
+	case errors.As(err, &x):
+		c := *x
+		x = &c
+	case errors.As(err, &re):
+		x = &Error{Code: re.ErrorCode, Description: re.ErrorDescription, URI: re.ErrorURI}
+		if re.Response != nil {
+			x.StatusCode = re.Response.StatusCode
+		}
+		// The raw body (re.Body) is deliberately dropped: it may hold tokens.
+		x.temporary = x.Code == "" && temporaryStatus(x.StatusCode)
+	default:
+		x = &Error{Err: err}
+		var ne net.Error
+		x.temporary = errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+	}
+	x.Key = key
+	x.Description = sanitizeDescription(x.Description, base.AccessToken, base.RefreshToken)
+	if x.Code == "invalid_grant" && x.Err == nil {
+		x.Err = ErrReauthRequired
+	}
+	if errors.Is(x, ErrReauthRequired) {
+		x.temporary = false
+	}
+	return x
+}
+
+func (e *Engine) logInfo(msg, key string, t *oauth2.Token) {
+	if e.log == nil {
+		return
+	}
+	e.log.Info("refresh: "+msg, slog.String("key", key),
+		slog.String("access_token", Fingerprint(t.AccessToken)),
+		slog.Time("expiry", t.Expiry))
+}
+
+func (e *Engine) logError(msg, key string, err error) {
+	if e.log == nil {
+		return
+	}
+	attrs := []any{slog.String("key", key)}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	e.log.Error("refresh: "+msg, attrs...)
+}
+
+// oauth2Endpoint is the standard refresh_token grant through
+// golang.org/x/oauth2, with a fixed client authentication style.
+type oauth2Endpoint struct {
+	conf   *oauth2.Config
+	client *http.Client
+}
+
+func newOAuth2Endpoint(conf *oauth2.Config, hc *http.Client) (*oauth2Endpoint, error) {
+	switch {
+	case conf == nil:
+		return nil, errors.New("refresh: Config needs OAuth2 or Endpoint")
+	case conf.Endpoint.TokenURL == "":
+		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL is empty")
+	case conf.Endpoint.AuthStyle != oauth2.AuthStyleInParams && conf.Endpoint.AuthStyle != oauth2.AuthStyleInHeader:
+		return nil, errors.New("refresh: Config.OAuth2.Endpoint.AuthStyle must be oauth2.AuthStyleInParams or oauth2.AuthStyleInHeader " +
+			"(auto-detection re-sends the refresh token after a failure, which rotating servers treat as reuse)")
+	}
+	if hc == nil {
+		hc = new(http.Client)
+	}
+	if _, ours := hc.Transport.(*Transport); ours {
+		return nil, errors.New("refresh: Config.HTTPClient must not use refresh.Transport")
+	}
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse // a redirect would carry the refresh token elsewhere
+	}
+	return &oauth2Endpoint{conf: conf, client: &c}, nil
+}
+
+func (o *oauth2Endpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, o.client)
+	// A token without an access token is never valid, so the source makes
+	// exactly one request with tok's refresh token.
+	return o.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+}

@@ -1,0 +1,205 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/oauthkit/refresh/internal/wwwauth"
+)
+
+// Transport is an [http.RoundTripper] that authorizes requests with the
+// token of a key, refreshes the token through its [Engine] when the API
+// rejects it, and retries the request once.
+//
+// A Transport is safe for concurrent use. It never modifies the request it is
+// given.
+type Transport struct {
+	// Engine provides the tokens. Required.
+	Engine *Engine
+
+	// Base sends the requests. Optional: nil means http.DefaultTransport.
+	Base http.RoundTripper
+
+	// Key is the token key for every request through this transport.
+	// Optional: if empty, each request's key comes from its context (see
+	// [WithKey]), and is [DefaultKey] if the context names none.
+	Key string
+}
+
+type keyContextKey struct{}
+
+// WithKey returns a copy of ctx that makes requests through a [Transport]
+// without a fixed Key use the token of key.
+func WithKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, keyContextKey{}, key)
+}
+
+// maxDrain bounds how much of a discarded 401 body is read so that the
+// connection can be reused; a longer body costs a new connection instead.
+const maxDrain = 64 << 10
+
+var errNoEngine = errors.New("refresh: Transport.Engine is nil")
+
+// RoundTrip implements [http.RoundTripper].
+//
+// It sends req with the key's token. If the API answers 401 with a Bearer
+// error "invalid_token" or no error code (or Engine's NeedsRefresh says so),
+// it refreshes the token, unless another request already did, and sends req
+// once more with the new token, provided its body can be replayed (nil,
+// [http.NoBody] or GetBody set). Otherwise the 401 response is returned as
+// it is, and the next request gets the new token.
+//
+// A request redirected to another host, or from https to http, goes out
+// without the token.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := t.base()
+	e := t.Engine
+	if e == nil {
+		closeBody(req)
+		return nil, errNoEngine
+	}
+	if !sameOrigin(req) {
+		return base.RoundTrip(req)
+	}
+	key := t.key(req)
+	ent := e.entry(key)
+	s := ent.cur.Load()
+	if !s.usable(time.Now) {
+		var err error
+		if s, err = e.acquire(req.Context(), key, ent, s); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+	}
+	resp, err := base.RoundTrip(authorize(req, s.auth))
+	if err != nil || !e.rejects(resp) {
+		return resp, err
+	}
+	return t.retry(base, req, resp, key, ent, s)
+}
+
+// retry handles a response that rejected the token of s.
+func (t *Transport) retry(base http.RoundTripper, req *http.Request, resp *http.Response, key string, ent *entry, s *snapshot) (*http.Response, error) {
+	ns, err := t.Engine.rejected(req.Context(), key, ent, s)
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		// The body is gone. The caller gets the 401 untouched; the
+		// refresh above (if it worked) serves the next request.
+		return resp, nil
+	}
+	if err != nil {
+		discard(resp)
+		return nil, err
+	}
+	r := authorize(req, ns.auth)
+	if req.Body != nil && req.Body != http.NoBody {
+		body, gerr := req.GetBody()
+		if gerr != nil {
+			return resp, nil
+		}
+		r.Body = body
+	}
+	discard(resp)
+	return base.RoundTrip(r) // a second 401 is returned as is
+}
+
+// rejects reports whether resp says the token is no good, so refreshing may
+// help (RFC 6750 §3).
+func (e *Engine) rejects(resp *http.Response) bool {
+	code, hasCode := wwwauth.ErrorCode(resp.Header["Www-Authenticate"])
+	if hasCode && code == "insufficient_scope" {
+		return false // a new token would have the same scope
+	}
+	if resp.StatusCode == http.StatusUnauthorized && (!hasCode || code == "invalid_token") {
+		return true
+	}
+	return e.needsRefresh != nil && e.needsRefresh(resp)
+}
+
+// CloseIdleConnections closes the idle connections of Base, if it can.
+func (t *Transport) CloseIdleConnections() {
+	if ci, ok := t.base().(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base != nil {
+		return t.Base
+	}
+	return http.DefaultTransport
+}
+
+func (t *Transport) key(req *http.Request) string {
+	if t.Key != "" {
+		return t.Key
+	}
+	if k, ok := req.Context().Value(keyContextKey{}).(string); ok && k != "" {
+		return k
+	}
+	return DefaultKey
+}
+
+// authorize returns a shallow copy of req with the Authorization header set
+// to auth. The header map is new; its other value slices are shared with
+// req, which is safe because nothing below modifies them in place (the
+// RoundTripper contract), and keeps the hot path at two allocations.
+func authorize(req *http.Request, auth []string) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	h["Authorization"] = auth
+	r.Header = h
+	return r
+}
+
+// sameOrigin reports whether req may carry the token: it is not a redirect,
+// or it is redirected to the same host without leaving https. The client
+// records the chain in req.Response.Request.
+func sameOrigin(req *http.Request) bool {
+	if req.Response == nil {
+		return true
+	}
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	if first == req || first.URL == nil || req.URL == nil {
+		return false // a redirect whose origin is unknown: do not risk it
+	}
+	if first.URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return false
+	}
+	return strings.EqualFold(first.URL.Hostname(), req.URL.Hostname()) &&
+		portOf(first.URL.Scheme, first.URL.Port()) == portOf(req.URL.Scheme, req.URL.Port())
+}
+
+func portOf(scheme, port string) string {
+	if port != "" {
+		return port
+	}
+	if scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// discard drains a little of resp's body, so the connection can be reused,
+// and closes it.
+func discard(resp *http.Response) {
+	io.CopyN(io.Discard, resp.Body, maxDrain)
+	resp.Body.Close()
+}
