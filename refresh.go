@@ -269,15 +269,22 @@ func (e *Engine) Token(ctx context.Context, key string) (*oauth2.Token, error) {
 	return copyToken(s.tok), nil
 }
 
-// Refresh reports that the API rejected rejected, a token of key, and
-// returns the token to use instead: the current one if it is no longer
-// rejected (another caller already refreshed), or a new one. Use it where
-// the transport is not in the path, for example with gRPC.
+// Refresh reports that the API rejected a token of key and returns the
+// token to use instead: the current one if it is no longer the rejected one
+// (another caller already refreshed), or a new one. A nil rejected means the
+// current token. Use it where the transport is not in the path, for example
+// with gRPC.
 func (e *Engine) Refresh(ctx context.Context, key string, rejected *oauth2.Token) (*oauth2.Token, error) {
 	key = normalizeKey(key)
 	ent := e.entry(key)
 	cur := ent.cur.Load()
-	if cur.usable(time.Now) && (rejected == nil || cur.tok.AccessToken != rejected.AccessToken) {
+	if !cur.usable(time.Now) {
+		var err error
+		if cur, err = e.acquire(ctx, key, ent, cur); err != nil {
+			return nil, err
+		}
+	}
+	if rejected != nil && cur.tok.AccessToken != rejected.AccessToken {
 		return copyToken(cur.tok), nil
 	}
 	s, err := e.await(ctx, key, ent, cur)
@@ -617,18 +624,12 @@ func headerSafe(v string) bool {
 // whether the user must log in again and whether it is temporary.
 func classify(key string, err error, base *oauth2.Token) *Error {
 	var x *Error
-	var re *oauth2.RetrieveError
 	switch {
 	case errors.As(err, &x):
 		c := *x
 		x = &c
-	case errors.As(err, &re):
-		x = &Error{Code: re.ErrorCode, Description: re.ErrorDescription, URI: re.ErrorURI}
-		if re.Response != nil {
-			x.StatusCode = re.Response.StatusCode
-		}
-		// The raw body (re.Body) is deliberately dropped: it may hold tokens.
-		x.temporary = x.Code == "" && temporaryStatus(x.StatusCode)
+		var ne net.Error
+		x.temporary = x.temporary || x.Code == "" && (temporaryStatus(x.StatusCode) || errors.As(x.Err, &ne))
 	default:
 		x = &Error{Err: err}
 		var ne net.Error
@@ -699,5 +700,17 @@ func (o *oauth2Endpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, o.client)
 	// A token without an access token is never valid, so the source makes
 	// exactly one request with tok's refresh token.
-	return o.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	nt, err := o.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		// The raw body (re.Body) is dropped: it may hold tokens, and so
+		// may the description, which is why it is sanitized.
+		x := &Error{Code: re.ErrorCode, URI: re.ErrorURI,
+			Description: sanitizeDescription(re.ErrorDescription, tok.RefreshToken, o.conf.ClientSecret)}
+		if re.Response != nil {
+			x.StatusCode = re.Response.StatusCode
+		}
+		return nil, x
+	}
+	return nt, err
 }
