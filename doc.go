@@ -1,0 +1,76 @@
+// Package refresh keeps OAuth2 access tokens working for programs that call
+// protected APIs.
+//
+// Wrap an existing [http.Client] with [Engine.Client]. Every request then
+// carries the bearer token of its key. When the API answers 401 (RFC 6750
+// "invalid_token", or no error code) or the token is known to be expired,
+// the [Engine] refreshes it with the refresh_token grant, exactly once
+// however many goroutines hit the problem at the same moment, saves the new
+// token in its [TokenStore], and the request is sent once more.
+//
+//	conf := &oauth2.Config{
+//		ClientID:     "…",
+//		ClientSecret: "…",
+//		Endpoint: oauth2.Endpoint{
+//			TokenURL:  "https://gw2.me/api/token",
+//			AuthStyle: oauth2.AuthStyleInParams, // required: never auto-detect
+//		},
+//	}
+//	eng, err := refresh.New(refresh.Config{OAuth2: conf, Store: store})
+//	…
+//	eng.SetToken(ctx, refresh.DefaultKey, tok) // once, after the user's login
+//	client := eng.Client(existingClient)
+//	resp, err := client.Get("https://api.example.com/v2/account")
+//
+// # Keys
+//
+// A key names one token lineage: a user's, a tenant's, a connection's. One
+// engine serves any number of keys, and tokens never cross keys. A
+// single-user program uses [DefaultKey] (Engine methods also accept "" for
+// it). A multi-user program puts the key in each request's context with
+// [WithKey], or fixes it per client with [Transport].Key.
+//
+// # When a token is refreshed
+//
+//   - No token in memory: it is loaded from the store.
+//   - The token expires within the skew (Config.ExpirySkew, 60 s by
+//     default, but at most half the token's lifetime). A token without an
+//     expiry is used until the API rejects it.
+//   - The API answers 401 with error "invalid_token" or no error code, or
+//     Config.NeedsRefresh says so. A 403 "insufficient_scope" never
+//     refreshes: a new token would have the same scope.
+//
+// A 401 for a token that has already been replaced is retried with the
+// current token, without refreshing again. Before calling the token
+// endpoint the engine re-reads the store: if another process stored a newer
+// token, it is adopted instead.
+//
+// # Guarantees
+//
+// A refresh token is sent to the server once. The new token is saved before
+// any caller uses it; if the save fails it is used from memory, reported
+// through [Hooks].SaveFailed, and saved again later, because the old refresh
+// token may already be invalid. A refresh runs detached from the context of
+// the caller that started it, bounded by Config.RefreshTimeout: a caller
+// that gives up gets its context's error, and the refresh still serves the
+// others. A request is retried at most once, and only if its body can be
+// replayed. The token is not sent to another host, or over http, when a
+// request is redirected.
+//
+// # Errors
+//
+// [ErrReauthRequired] means the refresh token is gone or was rejected
+// ("invalid_grant", whatever the HTTP status): the user must log in again.
+// From then on the key makes no token-endpoint call until [Engine.SetToken]
+// provides a new token (or another process stores one). Other failures are
+// an *[Error] with the status, the OAuth error code and whether retrying may
+// help ([Error.Temporary]). No error string or log line contains a token or
+// a secret; [Fingerprint] identifies a token without revealing it.
+//
+// # Other uses
+//
+// [Engine.TokenSource] adapts the engine to [oauth2.TokenSource] for
+// libraries that take one; [Engine.Token] and [Engine.Refresh] serve
+// non-HTTP clients. The token endpoint is reached through the [Endpoint]
+// interface, so other dialects can plug in.
+package refresh
