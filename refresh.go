@@ -65,8 +65,9 @@ func (f EndpointFunc) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.T
 
 // Hooks are called when something happens to a key's token. Every field is
 // optional. Hooks run on the goroutine that refreshed, after the key's
-// internal lock is released; they should return quickly. They are never
-// given a token value.
+// internal lock is released, before the callers waiting for the refresh get
+// its result; they should return quickly. They may call the engine. They are
+// never given a token value.
 type Hooks struct {
 	// Refreshed is called after a new token was obtained and saved (or its
 	// save failed; SaveFailed tells).
@@ -389,6 +390,11 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 			e.logError("refresh panicked", key, nil)
 		}
 		ent.mu.Unlock()
+		if len(after) > 0 {
+			// Let a hook that asks the engine for this key start a new
+			// flight instead of joining (and waiting for) this one.
+			e.flights.Forget(key)
+		}
 		for _, f := range after {
 			f()
 		}

@@ -819,3 +819,22 @@ func newServer(t *testing.T, h http.HandlerFunc) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// TestHookMayCallEngine: a hook that asks the engine for the same key does
+// not deadlock on the flight that runs it.
+func TestHookMayCallEngine(t *testing.T) {
+	f := &fakeAS{life: time.Hour, reject: true}
+	var e *Engine
+	done := make(chan error, 1)
+	e, _ = New(Config{Endpoint: EndpointFunc(f.endpoint), Hooks: Hooks{ReauthRequired: func(key string, err error) {
+		_, terr := e.Token(context.Background(), key)
+		done <- terr
+	}}})
+	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
+	if _, err := e.Refresh(t.Context(), "", nil); !errors.Is(err, ErrReauthRequired) {
+		t.Fatalf("err = %v, want ErrReauthRequired", err)
+	}
+	if err := <-done; !errors.Is(err, ErrReauthRequired) {
+		t.Errorf("Token from hook: err = %v, want ErrReauthRequired", err)
+	}
+}
