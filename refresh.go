@@ -149,7 +149,8 @@ type Engine struct {
 	log          *slog.Logger
 	hooks        Hooks
 
-	keys    sync.Map           // key → *entry; entries are never removed
+	def     *entry             // DefaultKey's entry, found without hashing
+	keys    sync.Map           // key → *entry for other keys; never removed
 	flights singleflight.Group // one refresh per key at a time
 }
 
@@ -177,15 +178,42 @@ type snapshot struct {
 
 	refreshAt time.Time // when to refresh proactively; zero: only on 401
 
+	// due is set by timer at refreshAt, so that the hot path reads a flag
+	// instead of the clock. The timer runs on the monotonic clock: after
+	// a machine's sleep it may fire late, and the API's 401 then triggers
+	// the refresh instead.
+	due   atomic.Bool
+	timer *time.Timer // guarded by entry.mu; stopped when s is replaced
+
 	bad       error     // tok cannot be put in a header (ErrInvalidToken)
 	latch     error     // refreshing cannot help (ErrReauthRequired)
 	recheckAt time.Time // latched: when the store may be read again
 }
 
-// usable reports whether s can be sent as is at time now. It is the whole
-// cost of the hot path: no lock, no allocation.
-func (s *snapshot) usable(now func() time.Time) bool {
-	return s != nil && s.auth != nil && (s.refreshAt.IsZero() || now().Before(s.refreshAt))
+// usable reports whether the published snapshot s can be sent as is. It is
+// the whole cost of the hot path: no lock, no clock, no allocation.
+func (s *snapshot) usable() bool {
+	return s != nil && s.auth != nil && !s.due.Load()
+}
+
+// fresh is usable for a snapshot that is not published yet.
+func (s *snapshot) fresh() bool {
+	return s.auth != nil && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt))
+}
+
+// publish makes s the current snapshot of ent and arms its refresh timer.
+// Called with ent.mu held.
+func (ent *entry) publish(s *snapshot) {
+	if !s.refreshAt.IsZero() && s.auth != nil {
+		if d := time.Until(s.refreshAt); d > 0 {
+			s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
+		} else {
+			s.due.Store(true)
+		}
+	}
+	if old := ent.cur.Swap(s); old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
 }
 
 // New returns an engine for the configuration.
@@ -198,6 +226,7 @@ func New(c Config) (*Engine, error) {
 		needsRefresh: c.NeedsRefresh,
 		log:          c.Logger,
 		hooks:        c.Hooks,
+		def:          new(entry),
 	}
 	if e.endpoint == nil {
 		ep, err := newOAuth2Endpoint(c.OAuth2, c.HTTPClient)
@@ -251,7 +280,7 @@ func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) er
 		return &Error{Key: key, Err: fmt.Errorf("store save: %w", err)}
 	}
 	ent.pending = nil
-	ent.cur.Store(e.newSnapshot(key, t))
+	ent.publish(unsendable(e.newSnapshot(key, t)))
 	return nil
 }
 
@@ -261,7 +290,7 @@ func (e *Engine) Token(ctx context.Context, key string) (*oauth2.Token, error) {
 	key = normalizeKey(key)
 	ent := e.entry(key)
 	s := ent.cur.Load()
-	if !s.usable(time.Now) {
+	if !s.usable() {
 		var err error
 		if s, err = e.acquire(ctx, key, ent, s); err != nil {
 			return nil, err
@@ -279,7 +308,7 @@ func (e *Engine) Refresh(ctx context.Context, key string, rejected *oauth2.Token
 	key = normalizeKey(key)
 	ent := e.entry(key)
 	cur := ent.cur.Load()
-	if !cur.usable(time.Now) {
+	if !cur.usable() {
 		var err error
 		if cur, err = e.acquire(ctx, key, ent, cur); err != nil {
 			return nil, err
@@ -319,6 +348,9 @@ func normalizeKey(key string) string {
 }
 
 func (e *Engine) entry(key string) *entry {
+	if key == DefaultKey {
+		return e.def
+	}
 	if v, ok := e.keys.Load(key); ok {
 		return v.(*entry)
 	}
@@ -333,7 +365,9 @@ func (e *Engine) acquire(ctx context.Context, key string, ent *entry, s *snapsho
 		if s.latch != nil && time.Now().Before(s.recheckAt) {
 			return nil, s.latch
 		}
-		if s.bad != nil && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt)) {
+		// An unsendable token is refreshed unless there is nothing to
+		// refresh it with, or it came from a refresh (see unsendable).
+		if s.bad != nil && (s.tok.RefreshToken == "" || s.refreshAt.IsZero() || time.Now().Before(s.refreshAt)) {
 			return nil, s.bad
 		}
 	}
@@ -343,7 +377,7 @@ func (e *Engine) acquire(ctx context.Context, key string, ent *entry, s *snapsho
 // rejected returns the snapshot to retry with after the API rejected s: the
 // current one if another caller already replaced s, else a refreshed one.
 func (e *Engine) rejected(ctx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
-	if cur := ent.cur.Load(); cur != s && cur.usable(time.Now) {
+	if cur := ent.cur.Load(); cur != s && cur.usable() {
 		return cur, nil
 	}
 	return e.await(ctx, key, ent, s)
@@ -404,7 +438,7 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 	cur := ent.cur.Load()
 	// Step 1: the generation check. Someone (another flight, SetToken)
 	// may have replaced the rejected token while this one waited.
-	if cur != rejected && cur.usable(time.Now) {
+	if cur != rejected && cur.usable() {
 		return cur, nil
 	}
 	if cur != nil && cur.latch != nil && now.Before(cur.recheckAt) {
@@ -442,9 +476,9 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 			e.failed(key, rerr, &after)
 			return nil, rerr
 		case mem == nil || stored.AccessToken != mem.AccessToken || stored.RefreshToken != mem.RefreshToken:
-			ns := e.newSnapshot(key, copyToken(stored))
-			if ns.usable(time.Now) {
-				ent.cur.Store(ns)
+			ns := unsendable(e.newSnapshot(key, copyToken(stored)))
+			if ns.fresh() {
+				ent.publish(ns)
 				e.logInfo("adopted stored token", key, ns.tok)
 				return ns, nil
 			}
@@ -500,12 +534,15 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 		ent.pending = nil
 	}
 	// Step 5: publish.
-	ent.cur.Store(ns)
+	ent.publish(ns)
 	e.logInfo("token refreshed", key, nt)
 	if h := e.hooks.Refreshed; h != nil {
 		after = append(after, func() { h(key) })
 	}
 	if ns.auth == nil {
+		// Saved, so its refresh token is not lost, but not sendable; it is
+		// not refreshed again before its expiry, which would loop.
+		e.failed(key, ns.bad, &after)
 		return nil, ns.bad
 	}
 	return ns, nil
@@ -519,7 +556,7 @@ func (e *Engine) latch(ent *entry, key string, tok *oauth2.Token, cause error, a
 		x = &Error{Key: key, Err: fmt.Errorf("%w: %v", ErrReauthRequired, cause)}
 	}
 	cur := ent.cur.Load()
-	ent.cur.Store(&snapshot{tok: tok, latch: x, recheckAt: time.Now().Add(reauthRecheck)})
+	ent.publish(&snapshot{tok: tok, latch: x, recheckAt: time.Now().Add(reauthRecheck)})
 	if cur != nil && cur.latch != nil {
 		return nil, x // still latched: already reported
 	}
@@ -601,17 +638,21 @@ func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
 		s.refreshAt = t.Expiry.Add(-max(skew, 0))
 	}
 	typ := t.Type()
-	if t.AccessToken == "" {
-		// A stored token may carry only a refresh token: refresh at once.
-		s.refreshAt = time.Unix(0, 0)
-		s.bad = &Error{Key: key, Err: ErrInvalidToken}
-		return s
-	}
-	if !headerSafe(t.AccessToken) || !headerSafe(typ) {
+	if t.AccessToken == "" || !headerSafe(t.AccessToken) || !headerSafe(typ) {
 		s.bad = &Error{Key: key, Err: ErrInvalidToken}
 		return s
 	}
 	s.auth = []string{typ + " " + t.AccessToken}
+	return s
+}
+
+// unsendable marks a snapshot whose access token is missing or unsafe as due
+// for refresh at once: its refresh token may still be good. Not used for a
+// token that a refresh just returned, which would refresh in a loop.
+func unsendable(s *snapshot) *snapshot {
+	if s.bad != nil {
+		s.refreshAt = time.Unix(0, 0)
+	}
 	return s
 }
 

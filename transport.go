@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/oauthkit/refresh/internal/wwwauth"
 )
@@ -68,7 +68,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := t.key(req)
 	ent := e.entry(key)
 	s := ent.cur.Load()
-	if !s.usable(time.Now) {
+	if !s.usable() {
 		var err error
 		if s, err = e.acquire(req.Context(), key, ent, s); err != nil {
 			closeBody(req)
@@ -110,6 +110,9 @@ func (t *Transport) retry(base http.RoundTripper, req *http.Request, resp *http.
 // rejects reports whether resp says the token is no good, so refreshing may
 // help (RFC 6750 §3).
 func (e *Engine) rejects(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusUnauthorized && e.needsRefresh == nil {
+		return false // the common case, decided without parsing anything
+	}
 	code, hasCode := wwwauth.ErrorCode(resp.Header["Www-Authenticate"])
 	if hasCode && code == "insufficient_scope" {
 		return false // a new token would have the same scope
@@ -151,9 +154,17 @@ func (t *Transport) key(req *http.Request) string {
 func authorize(req *http.Request, auth []string) *http.Request {
 	r := new(http.Request)
 	*r = *req
-	h := make(http.Header, len(req.Header)+1)
-	for k, v := range req.Header {
-		h[k] = v
+	var h http.Header
+	if n := len(req.Header); n > 0 && n < 8 {
+		// Cloning copies the map's one slot group at once, which is
+		// cheaper than re-inserting; below 8 entries it has room for one
+		// more without growing.
+		h = maps.Clone(req.Header)
+	} else {
+		h = make(http.Header, n+1)
+		for k, v := range req.Header {
+			h[k] = v
+		}
 	}
 	h["Authorization"] = auth
 	r.Header = h
