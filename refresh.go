@@ -32,6 +32,10 @@ const (
 	// saveRetries bounds the background attempts to persist a token whose
 	// Save failed (about 6 minutes with the backoff below); every later
 	// refresh of the key tries again too.
+	// earlyRetry bounds how long a token that is due for refresh but not
+	// expired is used after a failed refresh before the next attempt.
+	earlyRetry = 5 * time.Second
+
 	saveRetries  = 8
 	saveBackoff  = time.Second
 	saveMaxDelay = time.Minute
@@ -157,8 +161,9 @@ type Engine struct {
 // entry is the state of one key.
 type entry struct {
 	// cur is the token in use, nil until the key is first loaded. A
-	// snapshot is never modified once published; a new one replaces it.
-	// Pointer identity is the token's generation.
+	// published snapshot's token never changes (only its due flag and
+	// timer do); a new token comes in a new snapshot, so pointer identity
+	// is the token's generation.
 	cur atomic.Pointer[snapshot]
 
 	mu sync.Mutex // serializes refreshes, SetToken and saves of this key
@@ -199,6 +204,18 @@ func (s *snapshot) usable() bool {
 // fresh is usable for a snapshot that is not published yet.
 func (s *snapshot) fresh() bool {
 	return s.auth != nil && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt))
+}
+
+// postpone re-arms the refresh timer of the current snapshot s after a
+// failed early refresh: halfway to its expiry, at most earlyRetry ahead.
+// Called with ent.mu held.
+func (ent *entry) postpone(s *snapshot) {
+	d := min(time.Until(s.tok.Expiry)/2, earlyRetry)
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.due.Store(false)
+	s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
 }
 
 // publish makes s the current snapshot of ent and arms its refresh timer.
@@ -317,7 +334,7 @@ func (e *Engine) Refresh(ctx context.Context, key string, rejected *oauth2.Token
 	if rejected != nil && cur.tok.AccessToken != rejected.AccessToken {
 		return copyToken(cur.tok), nil
 	}
-	s, err := e.await(ctx, key, ent, cur)
+	s, err := e.await(ctx, key, ent, cur, false)
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +388,7 @@ func (e *Engine) acquire(ctx context.Context, key string, ent *entry, s *snapsho
 			return nil, s.bad
 		}
 	}
-	return e.await(ctx, key, ent, s)
+	return e.await(ctx, key, ent, s, s != nil && s.auth != nil)
 }
 
 // rejected returns the snapshot to retry with after the API rejected s: the
@@ -380,16 +397,17 @@ func (e *Engine) rejected(ctx context.Context, key string, ent *entry, s *snapsh
 	if cur := ent.cur.Load(); cur != s && cur.usable() {
 		return cur, nil
 	}
-	return e.await(ctx, key, ent, s)
+	return e.await(ctx, key, ent, s, false)
 }
 
 // await joins the key's refresh flight, or starts one, to replace s. The
 // flight runs detached from ctx; if ctx ends first, await returns ctx.Err()
-// and the flight goes on for the others.
-func (e *Engine) await(ctx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
+// and the flight goes on for the others. early means s is still valid and
+// only due for refresh (see flight).
+func (e *Engine) await(ctx context.Context, key string, ent *entry, s *snapshot, early bool) (*snapshot, error) {
 	for attempt := 0; ; attempt++ {
 		ch := e.flights.DoChan(key, func() (any, error) {
-			return e.flight(ctx, key, ent, s)
+			return e.flight(ctx, key, ent, s, early)
 		})
 		select {
 		case r := <-ch:
@@ -399,7 +417,8 @@ func (e *Engine) await(ctx context.Context, key string, ent *entry, s *snapshot)
 			got := r.Val.(*snapshot)
 			// A flight started for an older token may publish the very
 			// token this caller found rejected; then one more is needed.
-			if got == s && s != nil && attempt == 0 {
+			// (An early flight returns s itself when it keeps using it.)
+			if got == s && s != nil && !early && attempt == 0 {
 				continue
 			}
 			return got, nil
@@ -412,7 +431,10 @@ func (e *Engine) await(ctx context.Context, key string, ent *entry, s *snapshot)
 // flight is the refresh protocol for one key. It runs under the key's
 // singleflight, so once per key at a time in this process, on a context
 // detached from the caller's.
-func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejected *snapshot) (res *snapshot, err error) {
+//
+// early means the flight was started because rejected is due for refresh
+// (within the skew of its expiry), not because the API refused it.
+func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejected *snapshot, early bool) (res *snapshot, err error) {
 	var after []func() // hooks, run once the key is unlocked
 	ent.mu.Lock()
 	defer func() {
@@ -507,6 +529,12 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 			return e.latch(ent, key, base, x, &after)
 		}
 		e.failed(key, x, &after)
+		if early && cur == rejected && cur.auth != nil && time.Now().Before(cur.tok.Expiry) {
+			// The token has not expired yet: keep using it, and try
+			// again later rather than on every request.
+			ent.postpone(cur)
+			return cur, nil
+		}
 		return nil, x
 	}
 	nt = copyToken(nt)

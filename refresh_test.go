@@ -260,12 +260,16 @@ type fakeAS struct {
 	calls    int  // token-endpoint calls
 	rejected int  // API 401s
 	reject   bool // answer invalid_grant
+	down     bool // answer 503
 }
 
 func (f *fakeAS) endpoint(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
+	if f.down {
+		return nil, &Error{StatusCode: 503}
+	}
 	if f.reject || tok.RefreshToken != f.refresh {
 		return nil, &Error{StatusCode: 400, Code: "invalid_grant"}
 	}
@@ -508,10 +512,17 @@ func TestCancelledCallerDetachedRefresh(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return as.refreshes.Load() == 1 })
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled caller: err = %v, want context.Canceled", err)
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled caller: err = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelled caller still waiting for the refresh")
 	}
 	close(as.hold)
+	// The refresh goes on without its caller and publishes the new token.
+	waitFor(t, func() bool { return e.entry(DefaultKey).cur.Load().tok.AccessToken == as.token().AccessToken })
 	tok, err := e.Token(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -837,4 +848,43 @@ func TestHookMayCallEngine(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrReauthRequired) {
 		t.Errorf("Token from hook: err = %v, want ErrReauthRequired", err)
 	}
+}
+
+// TestEarlyRefreshFailure: when a refresh due within the skew fails, the
+// still-valid token keeps serving requests, the endpoint is tried again
+// every few seconds rather than on every request, and requests fail only
+// once the token has really expired.
+func TestEarlyRefreshFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeAS{life: time.Hour}
+		e, _ := New(Config{Endpoint: EndpointFunc(f.endpoint)})
+		e.SetToken(t.Context(), "", f.first())
+		expiry := time.Now().Add(time.Hour)
+		f.down = true
+		c := &http.Client{Transport: &Transport{Engine: e, Base: stubRT(f.api)}}
+		time.Sleep(58 * time.Minute)
+		var okBefore, failedAfter, requests int
+		for time.Now().Before(expiry.Add(10 * time.Second)) {
+			code, _, err := get(t, c, "http://api.test/")
+			requests++
+			switch {
+			case time.Now().Before(expiry) && code == 200:
+				okBefore++
+			case !time.Now().Before(expiry) && err != nil:
+				failedAfter++
+			default:
+				t.Errorf("at %v before expiry: status %d, err %v", time.Until(expiry), code, err)
+			}
+			time.Sleep(time.Second)
+		}
+		if okBefore != 120 || failedAfter != 10 {
+			t.Errorf("ok before expiry = %d, failed after = %d; want 120 and 10", okBefore, failedAfter)
+		}
+		// About one attempt per 5 s in the last minute, a few more as the
+		// expiry nears, then one per request once expired: far fewer than
+		// one per request.
+		if f.calls < 12 || f.calls > 25 {
+			t.Errorf("endpoint calls = %d for %d requests, want 12..25", f.calls, requests)
+		}
+	})
 }
