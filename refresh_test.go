@@ -888,3 +888,45 @@ func TestEarlyRefreshFailure(t *testing.T) {
 		}
 	})
 }
+
+// publishCheckStore records, at each Save, whether the engine already
+// serves the token being saved.
+type publishCheckStore struct {
+	MemoryStore
+	e     *Engine
+	early atomic.Int64 // saves of a token that was already in use
+	saves atomic.Int64
+}
+
+func (s *publishCheckStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	s.saves.Add(1)
+	if s.e != nil {
+		if cur := s.e.entry(key).cur.Load(); cur != nil && cur.tok != nil && cur.tok.AccessToken == tok.AccessToken {
+			s.early.Add(1)
+		}
+	}
+	return s.MemoryStore.Save(ctx, key, tok)
+}
+
+// TestPersistBeforePublish: a refreshed token is saved before any caller
+// can use it.
+func TestPersistBeforePublish(t *testing.T) {
+	as := newAuthServer(t)
+	store := new(publishCheckStore)
+	e := newEngine(t, as, Config{Store: store})
+	store.e = e
+	store.saves.Store(0) // the first token, saved by newEngine
+	c := e.Client(nil)
+	for range 3 {
+		as.revokeAccess()
+		if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+			t.Fatalf("%d %v", code, err)
+		}
+	}
+	if store.saves.Load() != 3 {
+		t.Errorf("saves = %d, want 3", store.saves.Load())
+	}
+	if n := store.early.Load(); n != 0 {
+		t.Errorf("%d tokens were in use before they were saved", n)
+	}
+}
