@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrReauthRequired means the key's refresh token is gone or was rejected by
@@ -14,6 +15,14 @@ import (
 // program must hand the new token to [Engine.SetToken]. Until then the engine
 // makes no token-endpoint call for that key.
 var ErrReauthRequired = errors.New("refresh: re-authentication required")
+
+// ErrClientConfig means the token endpoint rejected the client rather than
+// the token: OAuth errors "invalid_client", "unauthorized_client",
+// "unsupported_grant_type" or "invalid_scope", or a 401/403 without an OAuth
+// error code, or a configuration this package refuses (an http:// URL, say).
+// The refresh token is not sent again until the key gets a new token; fix
+// the configuration.
+var ErrClientConfig = errors.New("refresh: token endpoint rejected the client configuration")
 
 // ErrInvalidToken means a token cannot be sent: its value (or its type)
 // contains a character that is not allowed in an HTTP header, such as CR, LF
@@ -41,6 +50,13 @@ type Error struct {
 	Description string
 	// URI is the response's "error_uri".
 	URI string
+	// RetryAfter is the delay the response's Retry-After header asked
+	// for, capped at 10 seconds; 0 if none.
+	RetryAfter time.Duration
+	// BodySnippet is a short excerpt of an error response that carried no
+	// OAuth error (an HTML page, say), with markup, control characters and
+	// known secrets removed. It is not part of the Error() string.
+	BodySnippet string
 	// Err is the underlying cause: [ErrReauthRequired], a network or store
 	// error, or nil.
 	Err error
@@ -87,7 +103,8 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Temporary reports whether trying again later may succeed with the same
 // refresh token: the endpoint was unreachable, timed out, or answered
-// 408, 429 or 5xx without an OAuth error code.
+// 408, 429 or 5xx without an OAuth error code. The engine has already tried
+// a few times when it returns such an error.
 func (e *Error) Temporary() bool { return e.temporary }
 
 // temporaryStatus reports whether an HTTP status without an OAuth error code

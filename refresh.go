@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -22,6 +23,15 @@ const DefaultKey = "default"
 const (
 	defaultExpirySkew     = 60 * time.Second
 	defaultRefreshTimeout = 30 * time.Second
+	defaultAttempts       = 3
+
+	// Backoff between attempts of one refresh: retryBase, doubled each
+	// time, up to retryMax, with up to 50 % jitter; Retry-After wins when
+	// longer. After a refresh failed temporarily, the key waits as long
+	// again before the next refresh (cooldown), so an outage does not turn
+	// every request into a token-endpoint call.
+	retryBase = 500 * time.Millisecond
+	retryMax  = 5 * time.Second
 
 	// reauthRecheck is how often a key that needs re-authentication looks
 	// at the store again, in case another process stored a new login.
@@ -97,13 +107,17 @@ type Config struct {
 	// a second time after a failure, which rotating servers treat as reuse.
 	OAuth2 *oauth2.Config
 
-	// Endpoint overrides OAuth2 as the way tokens are refreshed. Optional.
+	// Endpoint overrides OAuth2 as the way tokens are refreshed: a
+	// *FormEndpoint for options oauth2.Config lacks (raw Basic
+	// credentials, scope, extra parameters or headers), a *JSONEndpoint,
+	// or your own implementation. Optional.
 	Endpoint Endpoint
 
-	// HTTPClient is the client used to call the token endpoint. Optional:
-	// nil means a client over http.DefaultTransport. Redirects are never
-	// followed (they would carry the refresh token and the client secret
-	// elsewhere). It must not use this package's Transport.
+	// HTTPClient is the client used to call the token endpoint configured
+	// by OAuth2. Optional: nil means a client over http.DefaultTransport.
+	// Redirects are never followed (they would carry the refresh token and
+	// the client secret elsewhere). It must not use this package's
+	// Transport.
 	HTTPClient *http.Client
 
 	// Store keeps tokens across restarts and processes. Optional: nil
@@ -115,6 +129,14 @@ type Config struct {
 	// clamped to half the token's lifetime, so short-lived tokens are not
 	// refreshed on every request.
 	ExpirySkew time.Duration
+
+	// RefreshAttempts is how many times one refresh may call the token
+	// endpoint when it fails temporarily (408, 429, 5xx without an OAuth
+	// error code, network errors), with exponential backoff and jitter,
+	// honouring Retry-After, within RefreshTimeout. Optional: zero means 3;
+	// 1 or less means no retry. Other failures are never retried with the
+	// same refresh token.
+	RefreshAttempts int
 
 	// RefreshTimeout bounds one refresh (store reads, the token endpoint
 	// call, the save). Optional: zero means 30 seconds. The refresh does
@@ -149,6 +171,7 @@ type Engine struct {
 	store        TokenStore
 	skew         time.Duration
 	timeout      time.Duration
+	attempts     int
 	needsRefresh func(*http.Response) bool
 	log          *slog.Logger
 	hooks        Hooks
@@ -171,6 +194,11 @@ type entry struct {
 	// pending is a published snapshot whose Save failed, so the store is
 	// behind memory and must not be trusted for this key. Guarded by mu.
 	pending *snapshot
+
+	// After a temporary failure, no refresh before coolUntil; coolErr is
+	// the failure. Guarded by mu.
+	coolUntil time.Time
+	coolErr   *Error
 }
 
 // snapshot is one published token of a key with what the hot path needs.
@@ -246,11 +274,24 @@ func New(c Config) (*Engine, error) {
 		def:          new(entry),
 	}
 	if e.endpoint == nil {
-		ep, err := newOAuth2Endpoint(c.OAuth2, c.HTTPClient)
+		ep, err := oauth2Endpoint(c.OAuth2, c.HTTPClient)
 		if err != nil {
 			return nil, err
 		}
 		e.endpoint = ep
+	}
+	if v, ok := e.endpoint.(interface{ validate() error }); ok {
+		if err := v.validate(); err != nil {
+			return nil, errors.New("refresh: " + err.Error())
+		}
+	}
+	switch {
+	case c.RefreshAttempts == 0:
+		e.attempts = defaultAttempts
+	case c.RefreshAttempts < 0:
+		e.attempts = 1
+	default:
+		e.attempts = c.RefreshAttempts
 	}
 	if e.store == nil {
 		e.store = new(MemoryStore)
@@ -466,6 +507,13 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 	if cur != nil && cur.latch != nil && now.Before(cur.recheckAt) {
 		return nil, cur.latch
 	}
+	if now.Before(ent.coolUntil) {
+		// A refresh failed temporarily moments ago: do not call again yet.
+		if early && cur == rejected && cur.auth != nil && now.Before(cur.tok.Expiry) {
+			return cur, nil
+		}
+		return nil, ent.coolErr
+	}
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), e.timeout)
 	defer cancel()
@@ -518,17 +566,35 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 		return e.latch(ent, key, base, errors.New("token has no refresh token"), &after)
 	}
 
-	// Step 3: call the token endpoint, once.
-	nt, rerr := e.endpoint.Refresh(ctx, copyToken(base))
-	if rerr == nil && (nt == nil || nt.AccessToken == "") {
-		rerr = errors.New("token endpoint returned no access token")
+	// Step 3: call the token endpoint. Only temporary failures are tried
+	// again with the same refresh token, a bounded number of times.
+	nt, x := e.call(ctx, key, base)
+	if x != nil && x.Code == "invalid_request" {
+		// ory/fosite answers the loser of two concurrent refreshes this
+		// way: a peer may have won. Its token, once stored, is adopted;
+		// the refresh token that lost is never sent again.
+		if stored := e.awaitPeer(ctx, key, base); stored != nil {
+			ns := unsendable(e.newSnapshot(key, stored))
+			if ns.fresh() {
+				ent.publish(ns)
+				e.logInfo("adopted the token of a concurrent refresh", key, ns.tok)
+				return ns, nil
+			}
+			base = stored
+			nt, x = e.call(ctx, key, base)
+		}
 	}
-	if rerr != nil {
-		x := classify(key, rerr, base)
-		if errors.Is(x, ErrReauthRequired) {
+	if x != nil {
+		if !x.Temporary() {
+			// Sending this refresh token again cannot help and may be a
+			// reuse: nothing more until the key gets a new token.
+			if x.Code == "invalid_request" && x.Err == nil {
+				x.Err = ErrReauthRequired
+			}
 			return e.latch(ent, key, base, x, &after)
 		}
 		e.failed(key, x, &after)
+		ent.coolUntil, ent.coolErr = time.Now().Add(cooldown(x)), x
 		if early && cur == rejected && cur.auth != nil && time.Now().Before(cur.tok.Expiry) {
 			// The token has not expired yet: keep using it, and try
 			// again later rather than on every request.
@@ -576,11 +642,12 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 	return ns, nil
 }
 
-// latch publishes that key needs re-authentication: no token-endpoint call
-// until SetToken or a new token in the store.
+// latch publishes that refreshing key cannot help, usually because the
+// user must log in again: no token-endpoint call until SetToken or a new
+// token in the store. A cause that is not an *Error means re-authentication.
 func (e *Engine) latch(ent *entry, key string, tok *oauth2.Token, cause error, after *[]func()) (*snapshot, error) {
 	x, ok := cause.(*Error)
-	if !ok || !errors.Is(x, ErrReauthRequired) {
+	if !ok {
 		x = &Error{Key: key, Err: fmt.Errorf("%w: %v", ErrReauthRequired, cause)}
 	}
 	cur := ent.cur.Load()
@@ -588,14 +655,72 @@ func (e *Engine) latch(ent *entry, key string, tok *oauth2.Token, cause error, a
 	if cur != nil && cur.latch != nil {
 		return nil, x // still latched: already reported
 	}
-	e.logError("re-authentication required", key, x)
+	if errors.Is(x, ErrReauthRequired) {
+		e.logError("re-authentication required", key, x)
+	} else {
+		e.logError("refresh failed; not retrying with this refresh token", key, x)
+	}
 	if h := e.hooks.RefreshFailed; h != nil {
 		*after = append(*after, func() { h(key, x) })
 	}
-	if h := e.hooks.ReauthRequired; h != nil {
+	if h := e.hooks.ReauthRequired; h != nil && errors.Is(x, ErrReauthRequired) {
 		*after = append(*after, func() { h(key, x) })
 	}
 	return nil, x
+}
+
+// call calls the endpoint with base's refresh token, again after a
+// temporary failure, up to e.attempts times within ctx's deadline.
+func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token) (*oauth2.Token, *Error) {
+	delay := retryBase
+	for attempt := 1; ; attempt++ {
+		nt, err := e.endpoint.Refresh(ctx, copyToken(base))
+		if err == nil && (nt == nil || nt.AccessToken == "") {
+			err = fmt.Errorf("%w: token endpoint returned no access token", ErrReauthRequired)
+		}
+		if err == nil {
+			return nt, nil
+		}
+		x := classify(key, err, base)
+		if !x.Temporary() || attempt >= e.attempts {
+			return nil, x
+		}
+		wait := max(delay/2+rand.N(delay/2+1), x.RetryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return nil, x // no time left for another attempt
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, x
+		}
+		delay = min(2*delay, retryMax)
+	}
+}
+
+// cooldown is how long a key waits after a temporary failure.
+func cooldown(x *Error) time.Duration {
+	return max(retryBase, x.RetryAfter)
+}
+
+// awaitPeer re-reads the store, a few times over about a second, for a
+// token newer than base that a concurrent refresh may be about to save.
+func (e *Engine) awaitPeer(ctx context.Context, key string, base *oauth2.Token) *oauth2.Token {
+	wait := 100 * time.Millisecond
+	for range 4 {
+		if t, err := e.store.Load(ctx, key); err == nil && t != nil && t.RefreshToken != "" && t.RefreshToken != base.RefreshToken {
+			return copyToken(t)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait *= 2
+	}
+	return nil
 }
 
 func (e *Engine) failed(key string, err error, after *[]func()) {
@@ -605,7 +730,8 @@ func (e *Engine) failed(key string, err error, after *[]func()) {
 	}
 }
 
-func (e *Engine) saveFailed(key string, err error, after *[]func()) {
+func (e *Engine) saveFailed(key string, cause error, after *[]func()) {
+	err := &Error{Key: key, Err: fmt.Errorf("store save: %w", cause)}
 	if e.log != nil {
 		e.log.Warn("refresh: saving the new token failed; using it from memory and retrying",
 			slog.String("key", key), slog.String("error", err.Error()))
@@ -695,29 +821,35 @@ func headerSafe(v string) bool {
 	return true
 }
 
-// classify turns an endpoint's error into an *Error for key, deciding
-// whether the user must log in again and whether it is temporary.
+// classify turns an endpoint's error into an *Error for key: which failures
+// need a new login, which are the client's configuration, which are
+// temporary. The response body decides first, then the status.
 func classify(key string, err error, base *oauth2.Token) *Error {
 	var x *Error
-	switch {
-	case errors.As(err, &x):
+	var ne net.Error
+	if errors.As(err, &x) {
 		c := *x
 		x = &c
-		var ne net.Error
-		x.temporary = x.temporary || x.Code == "" && (temporaryStatus(x.StatusCode) || errors.As(x.Err, &ne))
-	default:
+	} else {
 		x = &Error{Err: err}
-		var ne net.Error
-		x.temporary = errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 	}
 	x.Key = key
 	x.Description = sanitizeDescription(x.Description, base.AccessToken, base.RefreshToken)
-	if x.Code == "invalid_grant" && x.Err == nil {
-		x.Err = ErrReauthRequired
+	if x.Err == nil {
+		switch x.Code {
+		case "invalid_grant":
+			x.Err = ErrReauthRequired
+		case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope":
+			x.Err = ErrClientConfig
+		case "":
+			if x.StatusCode == http.StatusUnauthorized || x.StatusCode == http.StatusForbidden {
+				x.Err = ErrClientConfig
+			}
+		}
 	}
-	if errors.Is(x, ErrReauthRequired) {
-		x.temporary = false
-	}
+	x.temporary = x.Code == "" && !errors.Is(x, ErrReauthRequired) && !errors.Is(x, ErrClientConfig) &&
+		(x.temporary || temporaryStatus(x.StatusCode) ||
+			x.StatusCode == 0 && (errors.As(x.Err, &ne) || errors.Is(x.Err, context.DeadlineExceeded)))
 	return x
 }
 
@@ -739,53 +871,4 @@ func (e *Engine) logError(msg, key string, err error) {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	e.log.Error("refresh: "+msg, attrs...)
-}
-
-// oauth2Endpoint is the standard refresh_token grant through
-// golang.org/x/oauth2, with a fixed client authentication style.
-type oauth2Endpoint struct {
-	conf   *oauth2.Config
-	client *http.Client
-}
-
-func newOAuth2Endpoint(conf *oauth2.Config, hc *http.Client) (*oauth2Endpoint, error) {
-	switch {
-	case conf == nil:
-		return nil, errors.New("refresh: Config needs OAuth2 or Endpoint")
-	case conf.Endpoint.TokenURL == "":
-		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL is empty")
-	case conf.Endpoint.AuthStyle != oauth2.AuthStyleInParams && conf.Endpoint.AuthStyle != oauth2.AuthStyleInHeader:
-		return nil, errors.New("refresh: Config.OAuth2.Endpoint.AuthStyle must be oauth2.AuthStyleInParams or oauth2.AuthStyleInHeader " +
-			"(auto-detection re-sends the refresh token after a failure, which rotating servers treat as reuse)")
-	}
-	if hc == nil {
-		hc = new(http.Client)
-	}
-	if _, ours := hc.Transport.(*Transport); ours {
-		return nil, errors.New("refresh: Config.HTTPClient must not use refresh.Transport")
-	}
-	c := *hc
-	c.CheckRedirect = func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse // a redirect would carry the refresh token elsewhere
-	}
-	return &oauth2Endpoint{conf: conf, client: &c}, nil
-}
-
-func (o *oauth2Endpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, o.client)
-	// A token without an access token is never valid, so the source makes
-	// exactly one request with tok's refresh token.
-	nt, err := o.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		// The raw body (re.Body) is dropped: it may hold tokens, and so
-		// may the description, which is why it is sanitized.
-		x := &Error{Code: re.ErrorCode, URI: re.ErrorURI,
-			Description: sanitizeDescription(re.ErrorDescription, tok.RefreshToken, o.conf.ClientSecret)}
-		if re.Response != nil {
-			x.StatusCode = re.Response.StatusCode
-		}
-		return nil, x
-	}
-	return nt, err
 }

@@ -479,11 +479,11 @@ func newJSONServer(t *testing.T, status int, body string, calls *atomic.Int64) s
 }
 
 // TestTemporaryFailure: a 503 without an OAuth code is temporary and not
-// latched: the next request tries again.
+// latched: after the cooldown the next request tries again.
 func TestTemporaryFailure(t *testing.T) {
 	var calls atomic.Int64
 	tokenURL := newJSONServer(t, 503, `<html>down</html>`, &calls)
-	e, _ := New(Config{OAuth2: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}})
+	e, _ := New(Config{RefreshAttempts: 1, OAuth2: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}})
 	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(-time.Minute)})
 	for i := 1; i <= 2; i++ {
 		_, err := e.Token(t.Context(), "")
@@ -494,6 +494,10 @@ func TestTemporaryFailure(t *testing.T) {
 		if got := calls.Load(); got != int64(i) {
 			t.Errorf("endpoint calls = %d, want %d", got, i)
 		}
+		if x.BodySnippet != "down" {
+			t.Errorf("BodySnippet = %q, want %q", x.BodySnippet, "down")
+		}
+		time.Sleep(cooldown(x)) // let the cooldown pass
 	}
 }
 
@@ -673,8 +677,9 @@ func TestNoSecretsInOutput(t *testing.T) {
 		store := new(fakeStore)
 		store.failSaves(errors.New("store down"))
 		e, _ := New(Config{
-			OAuth2: &oauth2.Config{ClientID: "id", ClientSecret: secret, Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}},
-			Store:  store, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Hooks: hooks,
+			RefreshAttempts: 1,
+			OAuth2:          &oauth2.Config{ClientID: "id", ClientSecret: secret, Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}},
+			Store:           store, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Hooks: hooks,
 		})
 		store.MemoryStore.Save(t.Context(), DefaultKey, &oauth2.Token{AccessToken: access, RefreshToken: refresh})
 		c := &http.Client{Transport: &Transport{Engine: e, Base: stubRT(func(r *http.Request) (*http.Response, error) {
@@ -857,7 +862,9 @@ func TestHookMayCallEngine(t *testing.T) {
 func TestEarlyRefreshFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeAS{life: time.Hour}
-		e, _ := New(Config{Endpoint: EndpointFunc(f.endpoint)})
+		// One attempt per refresh, so that the count below is about
+		// refreshes; TestTemporaryRetries covers the attempts.
+		e, _ := New(Config{Endpoint: EndpointFunc(f.endpoint), RefreshAttempts: 1})
 		e.SetToken(t.Context(), "", f.first())
 		expiry := time.Now().Add(time.Hour)
 		f.down = true

@@ -1,0 +1,316 @@
+package refresh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/oauthkit/refresh/internal/tokenwire"
+	"golang.org/x/oauth2"
+)
+
+// ClientAuth is how a confidential client authenticates to the token
+// endpoint. There is no automatic choice: trying one style and then the
+// other sends the refresh token twice.
+type ClientAuth int
+
+const (
+	// AuthInBody sends client_id and client_secret as form parameters
+	// (gw2.me, 2BA).
+	AuthInBody ClientAuth = iota + 1
+	// AuthBasic sends them in an HTTP Basic Authorization header, each
+	// form-urlencoded before base64 as RFC 6749 §2.3.1 requires (WSO2).
+	AuthBasic
+	// AuthBasicRaw is AuthBasic without the urlencoding, for servers that
+	// do not decode the credentials (gw2.me).
+	AuthBasicRaw
+)
+
+// FormEndpoint is the standard refresh_token grant of RFC 6749 §6: a form
+// POST of grant_type=refresh_token and the refresh token.
+//
+// It never follows redirects (they would carry the refresh token and the
+// client secret elsewhere), refuses http:// URLs except to loopback hosts
+// unless AllowHTTP is set, reads at most 1 MiB of the response, and sends the
+// refresh token once per call.
+type FormEndpoint struct {
+	// TokenURL is the token endpoint. Required.
+	TokenURL string
+	// ClientID identifies the client. Optional for servers that do not
+	// need it.
+	ClientID string
+	// ClientSecret authenticates a confidential client. Optional: without
+	// it the client is public and sends only client_id in the body.
+	ClientSecret string
+	// Auth says where ClientID and ClientSecret go. Required when
+	// ClientSecret is set.
+	Auth ClientAuth
+	// Scope is sent as the scope parameter (WSO2 wants "PRODUCTION").
+	// Optional; it must not be wider than what was granted.
+	Scope string
+	// Params are extra form parameters, such as resource or audience.
+	// Optional. They cannot replace the parameters above.
+	Params url.Values
+	// Header holds extra request headers. Optional.
+	Header http.Header
+	// HTTPClient sends the request. Optional: nil means a client over
+	// http.DefaultTransport. Its redirect policy is replaced.
+	HTTPClient *http.Client
+	// AllowHTTP permits an http:// TokenURL to a host that is not
+	// loopback. Optional; the refresh token and the secret then cross the
+	// network in clear text.
+	AllowHTTP bool
+}
+
+// JSONEndpoint refreshes with a JSON request body, for token endpoints
+// that do not take a form, such as the partner API that wants
+// {"refreshToken": "…"} with headers partnerId and grantType. The response
+// is read like a standard one (access_token, refresh_token, expires_in,
+// token_type, error).
+type JSONEndpoint struct {
+	// URL is the token endpoint. Required.
+	URL string
+	// Field is the JSON member that carries the refresh token. Optional:
+	// empty means "refresh_token".
+	Field string
+	// Body holds other members of the request body, sent as they are (for
+	// example "grant_type": "refresh_token"). Optional.
+	Body map[string]any
+	// Header holds extra request headers, such as an API key or a partner
+	// id. Optional.
+	Header http.Header
+	// HTTPClient and AllowHTTP are as in FormEndpoint.
+	HTTPClient *http.Client
+	AllowHTTP  bool
+}
+
+// Refresh implements [Endpoint].
+func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	if err := f.validate(); err != nil {
+		return nil, &Error{Err: fmt.Errorf("%w: %w", ErrClientConfig, err)}
+	}
+	form := url.Values{}
+	for k, vs := range f.Params {
+		form[k] = vs
+	}
+	form.Set("grant_type", "refresh_token")
+	form.Set("refresh_token", tok.RefreshToken)
+	if f.Scope != "" {
+		form.Set("scope", f.Scope)
+	}
+	basic := f.ClientSecret != "" && f.Auth != AuthInBody
+	if !basic {
+		// Public clients identify themselves; AuthInBody clients also
+		// authenticate here. Never both here and in a header.
+		if f.ClientID != "" {
+			form.Set("client_id", f.ClientID)
+		}
+		if f.ClientSecret != "" {
+			form.Set("client_secret", f.ClientSecret)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, &Error{Err: errors.New("cannot build the token request")}
+	}
+	copyHeader(req.Header, f.Header)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if basic {
+		id, secret := f.ClientID, f.ClientSecret
+		if f.Auth == AuthBasic {
+			id, secret = url.QueryEscape(id), url.QueryEscape(secret)
+		}
+		req.SetBasicAuth(id, secret)
+	}
+	return send(httpClient(f.HTTPClient), req, tok.RefreshToken, f.ClientSecret)
+}
+
+func (f *FormEndpoint) validate() error {
+	if err := checkURL(f.TokenURL, f.AllowHTTP); err != nil {
+		return err
+	}
+	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
+		return errors.New("FormEndpoint.Auth must be AuthInBody, AuthBasic or AuthBasicRaw when a ClientSecret is set")
+	}
+	return checkClient(f.HTTPClient)
+}
+
+// Refresh implements [Endpoint].
+func (j *JSONEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	if err := j.validate(); err != nil {
+		return nil, &Error{Err: fmt.Errorf("%w: %w", ErrClientConfig, err)}
+	}
+	body := make(map[string]any, len(j.Body)+1)
+	for k, v := range j.Body {
+		body[k] = v
+	}
+	field := j.Field
+	if field == "" {
+		field = "refresh_token"
+	}
+	body[field] = tok.RefreshToken
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, &Error{Err: errors.New("JSONEndpoint.Body cannot be encoded as JSON")}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.URL, bytes.NewReader(b))
+	if err != nil {
+		return nil, &Error{Err: errors.New("cannot build the token request")}
+	}
+	copyHeader(req.Header, j.Header)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	return send(httpClient(j.HTTPClient), req, tok.RefreshToken)
+}
+
+func (j *JSONEndpoint) validate() error {
+	if err := checkURL(j.URL, j.AllowHTTP); err != nil {
+		return err
+	}
+	return checkClient(j.HTTPClient)
+}
+
+// send posts req once and interprets the answer. secrets are redacted from
+// anything kept of the response.
+func send(client *http.Client, req *http.Request, secrets ...string) (*oauth2.Token, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		// url.Error names the method and URL, never the body.
+		return nil, &Error{Err: err}
+	}
+	body, rerr := tokenwire.ReadBody(resp.Body)
+	resp.Body.Close()
+	x := &Error{StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+	success := resp.StatusCode >= 200 && resp.StatusCode <= 299
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		x.Err = errors.New("token endpoint redirects; not followed")
+		return nil, x
+	}
+	if rerr != nil {
+		if success {
+			x.Err = fmt.Errorf("%w: %w", ErrReauthRequired, rerr)
+		} else {
+			x.Err = rerr
+		}
+		return nil, x
+	}
+	tok, oe, perr := tokenwire.Parse(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	switch {
+	case oe != nil:
+		x.Code, x.Description, x.URI = oe.Code, sanitizeDescription(oe.Description, secrets...), oe.URI
+		return nil, x
+	case perr != nil:
+		// The server answered 2xx, so it has probably spent the refresh
+		// token, but its replacement cannot be read: sending the old one
+		// again would be a reuse.
+		x.Err = fmt.Errorf("%w: %w", ErrReauthRequired, perr)
+		return nil, x
+	case tok == nil:
+		x.BodySnippet = tokenwire.Snippet(body, secrets...)
+		return nil, x
+	}
+	t := &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken, ExpiresIn: tok.ExpiresIn}
+	if tok.ExpiresIn > 0 {
+		t.Expiry = time.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	return t, nil
+}
+
+// maxRetryAfter caps how long a Retry-After header may delay a retry.
+const maxRetryAfter = 10 * time.Second
+
+// retryAfter parses a Retry-After value (seconds or an HTTP date).
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := time.ParseDuration(strings.TrimSpace(v) + "s"); err == nil {
+		d = secs
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = time.Until(t)
+	}
+	return max(0, min(d, maxRetryAfter))
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+}
+
+// checkURL refuses URLs that would send the refresh token in clear text
+// across a network.
+func checkURL(raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("token endpoint URL is not an absolute URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if allowHTTP || isLoopback(u.Hostname()) {
+			return nil
+		}
+		return errors.New("token endpoint URL uses http:// to a host that is not loopback; use https or set AllowHTTP")
+	}
+	return errors.New("token endpoint URL must be https")
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkClient(c *http.Client) error {
+	if c != nil {
+		if _, ours := c.Transport.(*Transport); ours {
+			return errors.New("the token endpoint's HTTPClient must not use refresh.Transport")
+		}
+	}
+	return nil
+}
+
+// httpClient returns a copy of c (or of a default client) that never
+// follows redirects.
+func httpClient(c *http.Client) *http.Client {
+	var cc http.Client
+	if c != nil {
+		cc = *c
+	}
+	cc.CheckRedirect = func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse // a redirect would carry the refresh token elsewhere
+	}
+	return &cc
+}
+
+// oauth2Endpoint turns an x/oauth2 configuration into a FormEndpoint.
+func oauth2Endpoint(conf *oauth2.Config, hc *http.Client) (*FormEndpoint, error) {
+	var auth ClientAuth
+	switch {
+	case conf == nil:
+		return nil, errors.New("refresh: Config needs OAuth2 or Endpoint")
+	case conf.Endpoint.TokenURL == "":
+		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL is empty")
+	case conf.Endpoint.AuthStyle == oauth2.AuthStyleInParams:
+		auth = AuthInBody
+	case conf.Endpoint.AuthStyle == oauth2.AuthStyleInHeader:
+		auth = AuthBasic
+	default:
+		return nil, errors.New("refresh: Config.OAuth2.Endpoint.AuthStyle must be oauth2.AuthStyleInParams or oauth2.AuthStyleInHeader " +
+			"(auto-detection re-sends the refresh token after a failure, which rotating servers treat as reuse)")
+	}
+	return &FormEndpoint{TokenURL: conf.Endpoint.TokenURL, ClientID: conf.ClientID, ClientSecret: conf.ClientSecret, Auth: auth, HTTPClient: hc}, nil
+}
