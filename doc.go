@@ -64,7 +64,10 @@
 // From then on the key makes no token-endpoint call until [Engine.SetToken]
 // provides a new token (or another process stores one). Other failures are
 // an *[Error] with the status, the OAuth error code and whether retrying may
-// help ([Error.Temporary]). No error string or log line contains a token or
+// help ([Error.Temporary]); [ErrClientConfig] means the server refused the
+// client itself (fix the configuration). Only temporary failures are
+// retried, a few times within one refresh; after any other failure the
+// refresh token is never sent again. No error string or log line contains a token or
 // a secret; [Fingerprint] identifies a token without revealing it.
 //
 // # Other uses
@@ -72,5 +75,7 @@
 // [Engine.TokenSource] adapts the engine to [oauth2.TokenSource] for
 // libraries that take one; [Engine.Token] and [Engine.Refresh] serve
 // non-HTTP clients. The token endpoint is reached through the [Endpoint]
-// interface, so other dialects can plug in.
+// interface: [FormEndpoint] is the standard grant with every client
+// authentication style, [JSONEndpoint] serves APIs that want a JSON body,
+// and any other dialect can plug in.
 package refresh
