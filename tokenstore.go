@@ -37,6 +37,57 @@ type TokenStore interface {
 	Save(ctx context.Context, key string, tok *oauth2.Token) error
 }
 
+// ErrConflict is returned by [CompareAndSwapper.CompareAndSwap] when the
+// stored token is not the expected one: someone else saved a newer token.
+var ErrConflict = errors.New("refresh: the stored token has changed")
+
+// A Locker is a [TokenStore] that can keep other processes (and other
+// engines over the same store) from refreshing a key at the same time. The
+// engine holds the lock across "re-read the store, call the token endpoint,
+// save", so only one of many processes spends a refresh token and the others
+// adopt its result.
+type Locker interface {
+	TokenStore
+
+	// Lock waits until the caller holds the lock of key, or ctx ends; then
+	// it returns an error that wraps ctx.Err() and holds nothing.
+	//
+	// The lock is exclusive across every process using the store. It must
+	// be released when unlock is called, and also without it if the
+	// holding process dies (a kernel file lock, a database session, a
+	// lease that expires). A lease may expire while its holder is still
+	// running (a paused process): that is why saves under a lock go
+	// through [CompareAndSwapper] when the store has it. unlock is called
+	// exactly once; it must not block for long and cannot fail (a lock it
+	// fails to release must still be released by the fallback above).
+	// Locks of different keys are independent.
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+}
+
+// A CompareAndSwapper is a [TokenStore] that can replace a token only if
+// it is still the one the caller read, so that a writer that lost its lock
+// (paused past a lease, slow) can never overwrite a newer token.
+type CompareAndSwapper interface {
+	TokenStore
+
+	// CompareAndSwap stores new for key if the token stored now equals old
+	// (the same AccessToken and RefreshToken), or if old is nil and
+	// nothing is stored. Otherwise it stores nothing and returns an error
+	// wrapping [ErrConflict]. The check and the write are one atomic step
+	// with respect to every other Save and CompareAndSwap on the store.
+	CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error
+}
+
+// SameToken reports whether a and b are the same token in the sense of
+// [CompareAndSwapper]: equal AccessToken and RefreshToken, or both nil.
+// Store implementations can use it.
+func SameToken(a, b *oauth2.Token) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
 // MemoryStore is a [TokenStore] that keeps tokens in memory, for programs
 // that do not need tokens to survive a restart and for tests. Its zero value
 // is an empty store ready to use.
@@ -68,6 +119,24 @@ func (s *MemoryStore) Save(ctx context.Context, key string, tok *oauth2.Token) e
 	}
 	s.m[key] = t
 	s.mu.Unlock()
+	return nil
+}
+
+// CompareAndSwap implements [CompareAndSwapper].
+func (s *MemoryStore) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
+	if new == nil {
+		return errors.New("refresh: MemoryStore.CompareAndSwap: nil token")
+	}
+	t := copyToken(new)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !SameToken(s.m[key], old) {
+		return ErrConflict
+	}
+	if s.m == nil {
+		s.m = make(map[string]*oauth2.Token)
+	}
+	s.m[key] = t
 	return nil
 }
 
