@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -246,6 +245,14 @@ func (f *fakeStore) Save(ctx context.Context, key string, tok *oauth2.Token) err
 	return f.MemoryStore.Save(ctx, key, tok)
 }
 
+func (f *fakeStore) CompareAndSwap(ctx context.Context, key string, old, tok *oauth2.Token) error {
+	f.saves.Add(1)
+	if p := f.saveErr.Load(); p != nil {
+		return *p
+	}
+	return f.MemoryStore.CompareAndSwap(ctx, key, old, tok)
+}
+
 func (f *fakeStore) failSaves(err error) {
 	if err == nil {
 		f.saveErr.Store(nil)
@@ -253,5 +260,3 @@ func (f *fakeStore) failSaves(err error) {
 	}
 	f.saveErr.Store(&err)
 }
-
-var _ = time.Second

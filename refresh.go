@@ -199,6 +199,11 @@ type entry struct {
 	// the failure. Guarded by mu.
 	coolUntil time.Time
 	coolErr   *Error
+
+	// seen is the token last known to be in the store (nil: none), the
+	// "old" of a compare-and-swap save; valid when seenOK. Guarded by mu.
+	seen   *oauth2.Token
+	seenOK bool
 }
 
 // snapshot is one published token of a key with what the hot path needs.
@@ -338,6 +343,7 @@ func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) er
 		return &Error{Key: key, Err: fmt.Errorf("store save: %w", err)}
 	}
 	ent.pending = nil
+	ent.seen, ent.seenOK = copyToken(t), true
 	ent.publish(unsendable(e.newSnapshot(key, t)))
 	return nil
 }
@@ -518,6 +524,19 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), e.timeout)
 	defer cancel()
 
+	// With a store that can lock across processes, hold the key's lock
+	// from the re-read to the save: one process refreshes, the others wait
+	// and then adopt its token in step 2.
+	if l, ok := e.store.(Locker); ok {
+		unlock, lerr := l.Lock(ctx, key)
+		if lerr != nil {
+			x := &Error{Key: key, Err: fmt.Errorf("store lock: %w", lerr), temporary: true}
+			e.failed(key, x, &after)
+			return nil, x
+		}
+		defer unlock() // deferred after the unlock of ent.mu, so it runs first
+	}
+
 	var mem *oauth2.Token // the newest token this process knows
 	if cur != nil {
 		mem = cur.tok
@@ -532,6 +551,11 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 	base := mem
 	if ent.pending == nil {
 		stored, lerr := e.store.Load(ctx, key)
+		if lerr == nil && stored != nil {
+			ent.seen, ent.seenOK = copyToken(stored), true
+		} else if errors.Is(lerr, ErrNotFound) {
+			ent.seen, ent.seenOK = nil, true
+		}
 		switch {
 		case errors.Is(lerr, ErrNotFound):
 			if mem == nil {
@@ -574,6 +598,7 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 		// way: a peer may have won. Its token, once stored, is adopted;
 		// the refresh token that lost is never sent again.
 		if stored := e.awaitPeer(ctx, key, base); stored != nil {
+			ent.seen, ent.seenOK = copyToken(stored), true
 			ns := unsendable(e.newSnapshot(key, stored))
 			if ns.fresh() {
 				ent.publish(ns)
@@ -618,13 +643,19 @@ func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejec
 	// refresh token), so it is used from memory and saved again later.
 	ns := e.newSnapshot(key, nt)
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(callerCtx), e.timeout)
-	serr := e.store.Save(sctx, key, nt)
+	serr := e.save(sctx, key, ent, nt)
 	scancel()
-	if serr != nil {
+	switch {
+	case errors.Is(serr, ErrConflict):
+		// Someone saved a newer token while this refresh ran (a holder
+		// whose lease expired, or a store without a lock). The stored
+		// token wins; ours is dropped rather than overwrite it.
+		return e.adoptAfterConflict(ctx, key, ent, &after)
+	case serr != nil:
 		ent.pending = ns
 		e.saveFailed(key, serr, &after)
 		go e.retrySave(key, ent, ns)
-	} else {
+	default:
 		ent.pending = nil
 	}
 	// Step 5: publish.
@@ -741,15 +772,59 @@ func (e *Engine) saveFailed(key string, cause error, after *[]func()) {
 	}
 }
 
-// savePending tries again to save the token whose save failed. Called with
-// ent.mu held.
-func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after *[]func()) {
-	if err := e.store.Save(ctx, key, ent.pending.tok); err != nil {
-		e.saveFailed(key, err, after)
-		return
+// save stores tok for key: with compare-and-swap against the token last
+// seen in the store when the store can, else with Save. Called with ent.mu
+// held.
+func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.Token) error {
+	var err error
+	if cas, ok := e.store.(CompareAndSwapper); ok && ent.seenOK {
+		err = cas.CompareAndSwap(ctx, key, ent.seen, tok)
+	} else {
+		err = e.store.Save(ctx, key, tok)
 	}
-	e.logInfo("saved token after earlier failure", key, ent.pending.tok)
+	if err == nil {
+		ent.seen, ent.seenOK = copyToken(tok), true
+	}
+	return err
+}
+
+// adoptAfterConflict publishes the token a compare-and-swap lost to.
+func (e *Engine) adoptAfterConflict(ctx context.Context, key string, ent *entry, after *[]func()) (*snapshot, error) {
 	ent.pending = nil
+	stored, err := e.store.Load(ctx, key)
+	if err != nil || stored == nil {
+		x := &Error{Key: key, Err: fmt.Errorf("store load after a conflicting save: %w", err), temporary: true}
+		ent.seenOK = false
+		e.failed(key, x, after)
+		return nil, x
+	}
+	ent.seen, ent.seenOK = copyToken(stored), true
+	ns := unsendable(e.newSnapshot(key, copyToken(stored)))
+	ent.publish(ns)
+	if e.log != nil {
+		e.log.Warn("refresh: a newer token was saved during this refresh; adopting it and dropping ours",
+			slog.String("key", key), slog.String("access_token", Fingerprint(stored.AccessToken)))
+	}
+	if ns.auth == nil {
+		return nil, ns.bad
+	}
+	return ns, nil
+}
+
+// savePending tries again to save the token whose save failed. Called with
+// ent.mu held. If the store meanwhile got a newer token from elsewhere,
+// the pending one is dropped and the next refresh adopts the stored one.
+func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after *[]func()) {
+	err := e.save(ctx, key, ent, ent.pending.tok)
+	switch {
+	case errors.Is(err, ErrConflict):
+		ent.pending, ent.seenOK = nil, false
+	case err != nil:
+		e.saveFailed(key, err, after)
+	default:
+		e.logInfo("saved token after earlier failure", key, ent.pending.tok)
+		ent.pending = nil
+	}
 }
 
 // retrySave keeps trying to save s while it is the pending token of the key,

@@ -906,13 +906,22 @@ type publishCheckStore struct {
 }
 
 func (s *publishCheckStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	s.check(key, tok)
+	return s.MemoryStore.Save(ctx, key, tok)
+}
+
+func (s *publishCheckStore) CompareAndSwap(ctx context.Context, key string, old, tok *oauth2.Token) error {
+	s.check(key, tok)
+	return s.MemoryStore.CompareAndSwap(ctx, key, old, tok)
+}
+
+func (s *publishCheckStore) check(key string, tok *oauth2.Token) {
 	s.saves.Add(1)
 	if s.e != nil {
 		if cur := s.e.entry(key).cur.Load(); cur != nil && cur.tok != nil && cur.tok.AccessToken == tok.AccessToken {
 			s.early.Add(1)
 		}
 	}
-	return s.MemoryStore.Save(ctx, key, tok)
 }
 
 // TestPersistBeforePublish: a refreshed token is saved before any caller
