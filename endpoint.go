@@ -191,7 +191,7 @@ func send(client *http.Client, req *http.Request, secrets ...string) (*oauth2.To
 	x := &Error{StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 	success := resp.StatusCode >= 200 && resp.StatusCode <= 299
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-		x.Err = errors.New("token endpoint redirects; not followed")
+		x.Err = fmt.Errorf("%w: the token endpoint redirects; redirects are not followed", ErrClientConfig)
 		return nil, x
 	}
 	if rerr != nil {
@@ -241,9 +241,12 @@ func retryAfter(v string) time.Duration {
 	return max(0, min(d, maxRetryAfter))
 }
 
+// copyHeader copies src into dst keeping the names as the user wrote them:
+// HTTP/1.1 sends a map key as it is, and some token endpoints match header
+// names case-sensitively ("partnerId").
 func copyHeader(dst, src http.Header) {
 	for k, vs := range src {
-		dst[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+		dst[k] = append([]string(nil), vs...)
 	}
 }
 

@@ -82,8 +82,10 @@ func TestClassification(t *testing.T) {
 		{"502", 502, nil, `bad gateway`, want{temporary: true, callsPerRefresh: 3}},
 		{"500 without code", 500, nil, `{}`, want{temporary: true, callsPerRefresh: 3}},
 		{"408", 408, nil, ``, want{temporary: true, callsPerRefresh: 3}},
-		{"302 not followed", 302, http.Header{"Location": {"https://elsewhere.test/token"}}, ``, want{callsPerRefresh: 1, latched: true}},
-		{"404 HTML", 404, html, `<html><h1>Not Found</h1></html>`, want{callsPerRefresh: 1, latched: true}},
+		{"302 not followed", 302, http.Header{"Location": {"https://elsewhere.test/token"}}, ``, want{config: true, callsPerRefresh: 1, latched: true}},
+		{"404 HTML", 404, html, `<html><h1>Not Found</h1></html>`, want{config: true, callsPerRefresh: 1, latched: true}},
+		{"400 HTML (WSO2, expired refresh token)", 400, html, `<html>Bad Request</html>`, want{reauth: true, callsPerRefresh: 1, latched: true}},
+		{"410 without code", 410, nil, ``, want{callsPerRefresh: 1, latched: true}},
 		{"400 unknown code", 400, nil, `{"error":"something_else"}`, want{callsPerRefresh: 1, latched: true}},
 		{"200 without access_token", 200, nil, `{"token_type":"bearer"}`, want{reauth: true, callsPerRefresh: 1, latched: true}},
 		{"200 truncated JSON", 200, nil, `{"access_token":"AT","refresh_tok`, want{reauth: true, callsPerRefresh: 1, latched: true}},
@@ -309,8 +311,8 @@ func TestJSONEndpointWire(t *testing.T) {
 	if body["refreshToken"] != "RT0" || body["client"] != "x" || len(body) != 2 {
 		t.Errorf("body = %v, want refreshToken and client only", body)
 	}
-	if hdr.Get("Partnerid") != "4711" || hdr.Get("Granttype") != "refresh_token" || hdr.Get("Content-Type") != "application/json" {
-		t.Errorf("headers = %v", hdr)
+	if hdr["partnerId"][0] != "4711" || hdr["grantType"][0] != "refresh_token" || hdr.Get("Content-Type") != "application/json" {
+		t.Errorf("headers = %v, want partnerId and grantType as written", hdr)
 	}
 	def := &JSONEndpoint{URL: "https://partner.test/token", HTTPClient: srv.client()}
 	def.Refresh(t.Context(), &oauth2.Token{RefreshToken: "RT0"})

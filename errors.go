@@ -18,8 +18,9 @@ var ErrReauthRequired = errors.New("refresh: re-authentication required")
 
 // ErrClientConfig means the token endpoint rejected the client rather than
 // the token: OAuth errors "invalid_client", "unauthorized_client",
-// "unsupported_grant_type" or "invalid_scope", or a 401/403 without an OAuth
-// error code, or a configuration this package refuses (an http:// URL, say).
+// "unsupported_grant_type" or "invalid_scope"; a 401, 403, 404, 405 or a
+// redirect without an OAuth error code (wrong URL); or a configuration this
+// package refuses (an http:// URL, say).
 // The refresh token is not sent again until the key gets a new token; fix
 // the configuration.
 var ErrClientConfig = errors.New("refresh: token endpoint rejected the client configuration")

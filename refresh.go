@@ -917,7 +917,16 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 		case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope":
 			x.Err = ErrClientConfig
 		case "":
-			if x.StatusCode == http.StatusUnauthorized || x.StatusCode == http.StatusForbidden {
+			switch {
+			case x.StatusCode == http.StatusBadRequest:
+				// A 400 without an OAuth code is what some servers
+				// (WSO2's HTML error page) send for an expired refresh
+				// token; it will not be sent again either way.
+				x.Err = ErrReauthRequired
+			case x.StatusCode == http.StatusUnauthorized, x.StatusCode == http.StatusForbidden,
+				x.StatusCode == http.StatusNotFound, x.StatusCode == http.StatusMethodNotAllowed,
+				x.StatusCode >= 300 && x.StatusCode <= 399:
+				// The client is refused, or the URL is wrong.
 				x.Err = ErrClientConfig
 			}
 		}
