@@ -1,0 +1,181 @@
+// Package storetest is a conformance suite for implementations of
+// [refresh.TokenStore], and of the optional [refresh.Locker] and
+// [refresh.CompareAndSwapper] capabilities.
+//
+// A store's own tests call [Run] with a function that makes a new, empty
+// store:
+//
+//	func TestMyStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) refresh.TokenStore {
+//			return mystore.New(...)
+//		})
+//	}
+//
+// Run runs these subtests (go test -run 'TestMyStore/CAS/Race' runs one):
+//
+//   - NotFound: a key never saved loads as [refresh.ErrNotFound] and a nil
+//     token, also when it is a prefix or an extension of a saved key.
+//   - RoundTrip: Load returns what Save was given: AccessToken, TokenType,
+//     RefreshToken, ExpiresIn, and Expiry as the same instant to the
+//     millisecond, whatever its location; a zero Expiry stays zero, empty
+//     fields stay empty, an expired token is kept (its refresh token outlives
+//     it), 4 KiB tokens of base64 and JWT characters come back unchanged.
+//     Extra is not checked: a store need not keep it.
+//   - Overwrite: a Save replaces the whole token; nothing of the previous
+//     one is kept.
+//   - KeyIsolation: keys that differ by case, spaces, "/", "..", "\",
+//     unicode normalization, or only in the last byte of 1000, and the empty
+//     key "", hold separate tokens, and a Save to one never changes another.
+//   - NoAliasing: changes to a token passed to Save or returned by Load do
+//     not reach the store, and the store does not change what it returned.
+//   - Concurrent: under concurrent Saves and Loads, Load returns a whole
+//     token saved to that key, never a mix of two saves.
+//   - ContextCancelled: calls with a context that has already ended return
+//     promptly, with or without an error, and do not panic.
+//   - Lock/Exclusion, Lock/ContextEnd, Lock/Cancel, Lock/Reacquire, if the
+//     store is a [refresh.Locker]: one holder at a time per key, keys
+//     independent; a Lock that waits returns when its context ends, with an
+//     error wrapping the context's, and holds nothing; a key can be locked
+//     again after unlock.
+//   - CAS/Create, CAS/Swap, CAS/StaleAfterSave, CAS/Race,
+//     CAS/ComparesTokensNotExpiry, if the store is a
+//     [refresh.CompareAndSwapper]: old nil creates, and only on an empty key;
+//     a stale old fails with [refresh.ErrConflict] and changes nothing, also
+//     after a plain Save; of racing swaps exactly one wins; tokens are
+//     compared as [refresh.SameToken] does, not by Expiry or by pointer.
+//
+// The subtests of a capability the store lacks are skipped.
+//
+// newStore is called once per subtest, with that subtest's *testing.T, so a
+// store can register its own t.Cleanup. Subtests run one after another, but
+// each uses its store from several goroutines; run the tests with -race. A
+// call that could hang is bounded by a 5 s watchdog, so a broken store fails
+// rather than blocks. Every key a subtest uses starts with a prefix made of
+// the subtest's name and a random suffix, so a backend shared by subtests
+// (or by concurrent test runs) need not be emptied between them; the one
+// exception is KeyIsolation's empty key "", which cannot carry a prefix: a
+// backend shared by concurrent test runs should be given a private
+// namespace by newStore.
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/oauthkit/refresh"
+)
+
+// Run checks that the stores made by newStore honour the refresh.TokenStore
+// contract, and, when they implement them, the refresh.Locker and
+// refresh.CompareAndSwapper contracts.
+//
+// newStore is called once per subtest and must return an empty store (or one
+// whose keys do not collide with other subtests: Run uses distinct random key
+// prefixes per subtest anyway, so a shared backend with a per-test prefix
+// works). Stores are used concurrently.
+func Run(t *testing.T, newStore func(t *testing.T) refresh.TokenStore) {
+	t.Helper()
+	run(t, newStore, defaultOptions)
+}
+
+// tb is the part of testing.TB the checks use. The suite's own tests
+// substitute a recorder for *testing.T, to prove that each check fails on a
+// store that breaks its part of the contract.
+type tb interface {
+	Helper()
+	Name() string
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// options are the durations the checks wait. The suite's own tests shorten
+// them, so that the broken stores that hang do not slow them down.
+type options struct {
+	// watchdog bounds every single store call that could hang.
+	watchdog time.Duration
+	// slow bounds a whole concurrent phase (many calls).
+	slow time.Duration
+	// lockWait is how long a Lock waits behind a holder before its
+	// context ends.
+	lockWait time.Duration
+}
+
+var defaultOptions = options{
+	watchdog: 5 * time.Second,
+	slow:     60 * time.Second,
+	lockWait: 100 * time.Millisecond,
+}
+
+// A check tests one part of a contract on one store.
+type check[S refresh.TokenStore] struct {
+	name string
+	run  func(t tb, s S, o options)
+}
+
+// storeChecks apply to every refresh.TokenStore.
+var storeChecks = []check[refresh.TokenStore]{
+	{"NotFound", checkNotFound},
+	{"RoundTrip", checkRoundTrip},
+	{"Overwrite", checkOverwrite},
+	{"KeyIsolation", checkKeyIsolation},
+	{"NoAliasing", checkNoAliasing},
+	{"Concurrent", checkConcurrent},
+	{"ContextCancelled", checkContextCancelled},
+}
+
+// lockChecks apply to stores that implement refresh.Locker.
+var lockChecks = []check[refresh.Locker]{
+	{"Exclusion", checkLockExclusion},
+	{"ContextEnd", checkLockContextEnd},
+	{"Cancel", checkLockCancel},
+	{"Reacquire", checkLockReacquire},
+}
+
+// casChecks apply to stores that implement refresh.CompareAndSwapper.
+var casChecks = []check[refresh.CompareAndSwapper]{
+	{"Create", checkCASCreate},
+	{"Swap", checkCASSwap},
+	{"StaleAfterSave", checkCASStaleAfterSave},
+	{"Race", checkCASRace},
+	{"ComparesTokensNotExpiry", checkCASComparesTokensNotExpiry},
+}
+
+func run(t *testing.T, newStore func(t *testing.T) refresh.TokenStore, o options) {
+	t.Helper()
+	for _, c := range storeChecks {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, mustStore(t, newStore), o)
+		})
+	}
+	t.Run("Lock", func(t *testing.T) {
+		for _, c := range lockChecks {
+			t.Run(c.name, func(t *testing.T) {
+				l, ok := mustStore(t, newStore).(refresh.Locker)
+				if !ok {
+					t.Skip("the store does not implement refresh.Locker")
+				}
+				c.run(t, l, o)
+			})
+		}
+	})
+	t.Run("CAS", func(t *testing.T) {
+		for _, c := range casChecks {
+			t.Run(c.name, func(t *testing.T) {
+				s, ok := mustStore(t, newStore).(refresh.CompareAndSwapper)
+				if !ok {
+					t.Skip("the store does not implement refresh.CompareAndSwapper")
+				}
+				c.run(t, s, o)
+			})
+		}
+	})
+}
+
+func mustStore(t *testing.T, newStore func(t *testing.T) refresh.TokenStore) refresh.TokenStore {
+	t.Helper()
+	s := newStore(t)
+	if s == nil {
+		t.Fatalf("newStore returned a nil store")
+	}
+	return s
+}

@@ -1,0 +1,397 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh"
+)
+
+func TestMemoryStore(t *testing.T) {
+	Run(t, func(t *testing.T) refresh.TokenStore { return new(refresh.MemoryStore) })
+}
+
+func TestLockStore(t *testing.T) {
+	Run(t, func(t *testing.T) refresh.TokenStore { return newLockStore() })
+}
+
+// TestSharedStore runs the suite against one store shared by every
+// subtest, as a store backed by a shared database would be: the keys of the
+// subtests must not collide.
+func TestSharedStore(t *testing.T) {
+	shared := newLockStore()
+	Run(t, func(t *testing.T) refresh.TokenStore { return shared })
+}
+
+// testOptions are short, so that the checks that wait for a hanging store
+// give up quickly.
+var testOptions = options{
+	watchdog: time.Second,
+	slow:     20 * time.Second,
+	lockWait: 50 * time.Millisecond,
+}
+
+// recorder is a tb that records failures instead of failing the test.
+type recorder struct {
+	name string
+	mu   sync.Mutex // protects msgs
+	msgs []string
+}
+
+func (r *recorder) Helper()      {}
+func (r *recorder) Name() string { return r.name }
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+}
+
+// Fatalf ends the check like testing.T.Fatalf does: checks call it only
+// from the goroutine runCheck starts.
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+// runCheck runs the check called name ("NotFound", "Lock/Exclusion",
+// "CAS/Race"...) on s and returns the failures it reported.
+func runCheck(t *testing.T, name string, s refresh.TokenStore) []string {
+	t.Helper()
+	r := &recorder{name: t.Name() + "/" + name}
+	var run func()
+	group, check, grouped := strings.Cut(name, "/")
+	switch {
+	case !grouped:
+		c := findCheck(t, storeChecks, name)
+		run = func() { c.run(r, s, testOptions) }
+	case group == "Lock":
+		l, ok := s.(refresh.Locker)
+		if !ok {
+			t.Fatalf("%T does not implement refresh.Locker", s)
+		}
+		c := findCheck(t, lockChecks, check)
+		run = func() { c.run(r, l, testOptions) }
+	case group == "CAS":
+		cs, ok := s.(refresh.CompareAndSwapper)
+		if !ok {
+			t.Fatalf("%T does not implement refresh.CompareAndSwapper", s)
+		}
+		c := findCheck(t, casChecks, check)
+		run = func() { c.run(r, cs, testOptions) }
+	default:
+		t.Fatalf("no check group %q", group)
+	}
+	if !within(time.Minute, run) {
+		t.Fatalf("check %s did not return within a minute", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msgs
+}
+
+func findCheck[S refresh.TokenStore](t *testing.T, checks []check[S], name string) check[S] {
+	t.Helper()
+	for _, c := range checks {
+		if c.name == name {
+			return c
+		}
+	}
+	t.Fatalf("no check %q", name)
+	panic("unreachable")
+}
+
+// allChecks are the names of every check, as runCheck takes them.
+func allChecks() []string {
+	var names []string
+	for _, c := range storeChecks {
+		names = append(names, c.name)
+	}
+	for _, c := range lockChecks {
+		names = append(names, "Lock/"+c.name)
+	}
+	for _, c := range casChecks {
+		names = append(names, "CAS/"+c.name)
+	}
+	return names
+}
+
+// TestCheckNames pins the subtest names Run reports, which users pass to
+// go test -run.
+func TestCheckNames(t *testing.T) {
+	want := []string{
+		"NotFound", "RoundTrip", "Overwrite", "KeyIsolation", "NoAliasing", "Concurrent", "ContextCancelled",
+		"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel", "Lock/Reacquire",
+		"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry",
+	}
+	if got := allChecks(); !slices.Equal(got, want) {
+		t.Errorf("checks: got %q, want %q", got, want)
+	}
+}
+
+// TestChecksPassCorrectStore runs every check through the recorder, with
+// the short test options, on a correct store: the recorder and the options
+// that prove the broken stores fail must not make a correct one fail.
+func TestChecksPassCorrectStore(t *testing.T) {
+	for _, name := range allChecks() {
+		if msgs := runCheck(t, name, newLockStore()); len(msgs) > 0 {
+			t.Errorf("check %s failed a correct store:\n%s", name, strings.Join(msgs, "\n"))
+		}
+	}
+}
+
+// noLock is a Lock that does not exclude anyone.
+func noLock(s *lockStore, ctx context.Context, key string) (func(), error) {
+	return func() {}, nil
+}
+
+// deafLock waits for the lock whatever happens to ctx.
+func deafLock(s *lockStore, ctx context.Context, key string) (func(), error) {
+	ch := s.lockChan(key)
+	ch <- struct{}{}
+	return func() { <-ch }, nil
+}
+
+// opaqueLock gives up when ctx ends, with an error that hides why.
+func opaqueLock(s *lockStore, ctx context.Context, key string) (func(), error) {
+	ch := s.lockChan(key)
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, errors.New("opaqueLock: gave up")
+	}
+}
+
+// leakyLock gives up when ctx ends but leaves behind a waiter that takes
+// the lock later and never releases it.
+func leakyLock(s *lockStore, ctx context.Context, key string) (func(), error) {
+	ch := s.lockChan(key)
+	got := make(chan struct{})
+	go func() {
+		ch <- struct{}{}
+		close(got)
+	}()
+	select {
+	case <-got:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// globalLock locks every key with the same lock.
+func globalLock(s *lockStore, ctx context.Context, key string) (func(), error) {
+	return s.Lock(ctx, "the only lock")
+}
+
+// stuckLock never releases a lock.
+func stuckLock(s *lockStore, ctx context.Context, key string) (func(), error) {
+	_, err := s.Lock(ctx, key)
+	return func() {}, err
+}
+
+func lockVariantOf(lock func(*lockStore, context.Context, string) (func(), error)) func(*testing.T) refresh.TokenStore {
+	return func(*testing.T) refresh.TokenStore { return &lockVariant{newLockStore(), lock} }
+}
+
+func casStoreOf(same func(stored, old *oauth2.Token) bool, conflict error, gap time.Duration) func(*testing.T) refresh.TokenStore {
+	return func(*testing.T) refresh.TokenStore { return &casStore{same: same, conflict: conflict, gap: gap} }
+}
+
+func keyMapStoreOf(mapKey func(string) string) func(*testing.T) refresh.TokenStore {
+	return func(*testing.T) refresh.TokenStore { return &keyMapStore{mapKey: mapKey} }
+}
+
+func transformStoreOf(transform func(*oauth2.Token)) func(*testing.T) refresh.TokenStore {
+	return func(*testing.T) refresh.TokenStore { return &transformStore{transform: transform} }
+}
+
+// TestChecksFailBrokenStores proves that the suite can fail: each broken
+// store breaks one rule, and the checks of that rule must report it.
+func TestChecksFailBrokenStores(t *testing.T) {
+	always := func(stored, old *oauth2.Token) bool { return true }
+	errConflict := fmt.Errorf("casStore: %w", refresh.ErrConflict)
+
+	cases := []struct {
+		name  string
+		store func(t *testing.T) refresh.TokenStore
+		fails []string // the checks that must report a failure
+	}{{
+		name: "missing key loads as nil, nil",
+		store: func(*testing.T) refresh.TokenStore {
+			return &notFoundStore{missing: func() (*oauth2.Token, error) { return nil, nil }}
+		},
+		fails: []string{"NotFound", "ContextCancelled"},
+	}, {
+		name: "missing key loads as another error",
+		store: func(*testing.T) refresh.TokenStore {
+			return &notFoundStore{missing: func() (*oauth2.Token, error) { return nil, errors.New("not found") }}
+		},
+		fails: []string{"NotFound"},
+	}, {
+		name: "missing key loads as an empty token",
+		store: func(*testing.T) refresh.TokenStore {
+			return &notFoundStore{missing: func() (*oauth2.Token, error) { return &oauth2.Token{}, refresh.ErrNotFound }}
+		},
+		fails: []string{"NotFound"},
+	}, {
+		name:  "Expiry kept to the second",
+		store: transformStoreOf(func(t *oauth2.Token) { t.Expiry = t.Expiry.Truncate(time.Second) }),
+		fails: []string{"RoundTrip"},
+	}, {
+		name: "Expiry kept as UnixNano",
+		store: transformStoreOf(func(t *oauth2.Token) {
+			t.Expiry = time.Unix(0, t.Expiry.UnixNano())
+		}),
+		fails: []string{"RoundTrip", "Overwrite"},
+	}, {
+		name:  "ExpiresIn lost",
+		store: transformStoreOf(func(t *oauth2.Token) { t.ExpiresIn = 0 }),
+		fails: []string{"RoundTrip", "Overwrite", "Concurrent"},
+	}, {
+		name: "empty TokenType saved as Bearer",
+		store: transformStoreOf(func(t *oauth2.Token) {
+			if t.TokenType == "" {
+				t.TokenType = "Bearer"
+			}
+		}),
+		fails: []string{"RoundTrip", "Overwrite"},
+	}, {
+		name:  "tokens cut to 1 KiB",
+		store: transformStoreOf(func(t *oauth2.Token) { t.AccessToken = t.AccessToken[:min(len(t.AccessToken), 1024)] }),
+		fails: []string{"RoundTrip"},
+	}, {
+		name:  "expired tokens dropped",
+		store: func(*testing.T) refresh.TokenStore { return new(expiringStore) },
+		fails: []string{"RoundTrip"},
+	}, {
+		name:  "Save merges with the stored token",
+		store: func(*testing.T) refresh.TokenStore { return new(mergingStore) },
+		fails: []string{"Overwrite"},
+	}, {
+		name:  "keys folded to lower case",
+		store: keyMapStoreOf(strings.ToLower),
+		fails: []string{"KeyIsolation"},
+	}, {
+		name:  "keys trimmed",
+		store: keyMapStoreOf(strings.TrimSpace),
+		fails: []string{"KeyIsolation"},
+	}, {
+		name:  "keys cleaned as paths",
+		store: keyMapStoreOf(path.Clean),
+		fails: []string{"KeyIsolation"},
+	}, {
+		name:  "keys cut to 255 bytes",
+		store: keyMapStoreOf(func(k string) string { return k[:min(len(k), 255)] }),
+		fails: []string{"KeyIsolation"},
+	}, {
+		name:  "keys ignored",
+		store: keyMapStoreOf(func(string) string { return "" }),
+		fails: []string{"NotFound", "KeyIsolation", "Concurrent"},
+	}, {
+		name:  "Save and Load share pointers",
+		store: func(*testing.T) refresh.TokenStore { return new(aliasingStore) },
+		fails: []string{"NoAliasing"},
+	}, {
+		name:  "Save writes in two steps",
+		store: func(*testing.T) refresh.TokenStore { return new(tornStore) },
+		fails: []string{"Concurrent"},
+	}, {
+		name: "hangs on a cancelled context",
+		store: func(t *testing.T) refresh.TokenStore {
+			stuck := make(chan struct{})
+			t.Cleanup(func() { close(stuck) })
+			return &ctxStore{onDone: func() { <-stuck }}
+		},
+		fails: []string{"ContextCancelled"},
+	}, {
+		name:  "panics on a cancelled context",
+		store: func(*testing.T) refresh.TokenStore { return &ctxStore{onDone: func() { panic("cancelled") }} },
+		fails: []string{"ContextCancelled"},
+	}, {
+		name:  "CompareAndSwap does not compare",
+		store: casStoreOf(always, errConflict, 0),
+		fails: []string{"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry"},
+	}, {
+		name:  "CompareAndSwap compares pointers",
+		store: casStoreOf(func(stored, old *oauth2.Token) bool { return stored == old }, errConflict, 0),
+		fails: []string{"CAS/Swap", "CAS/ComparesTokensNotExpiry"},
+	}, {
+		name: "CompareAndSwap compares Expiry too",
+		store: casStoreOf(func(stored, old *oauth2.Token) bool {
+			return refresh.SameToken(stored, old) && (stored == nil || stored.Expiry.Equal(old.Expiry))
+		}, errConflict, 0),
+		fails: []string{"CAS/ComparesTokensNotExpiry"},
+	}, {
+		name: "CompareAndSwap compares AccessToken only",
+		store: casStoreOf(func(stored, old *oauth2.Token) bool {
+			if stored == nil || old == nil {
+				return stored == old
+			}
+			return stored.AccessToken == old.AccessToken
+		}, errConflict, 0),
+		fails: []string{"CAS/ComparesTokensNotExpiry"},
+	}, {
+		name: "CompareAndSwap treats nil old as a wildcard",
+		store: casStoreOf(func(stored, old *oauth2.Token) bool {
+			return old == nil || refresh.SameToken(stored, old)
+		}, errConflict, 0),
+		fails: []string{"CAS/Create"},
+	}, {
+		name:  "CompareAndSwap checks, then writes later",
+		store: casStoreOf(refresh.SameToken, errConflict, time.Millisecond),
+		fails: []string{"CAS/Race"},
+	}, {
+		name:  "CompareAndSwap conflicts with an opaque error",
+		store: casStoreOf(refresh.SameToken, errors.New("conflict"), 0),
+		fails: []string{"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry"},
+	}, {
+		name:  "Lock does not exclude",
+		store: lockVariantOf(noLock),
+		fails: []string{"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel"},
+	}, {
+		name:  "Lock ignores its context",
+		store: lockVariantOf(deafLock),
+		fails: []string{"Lock/ContextEnd", "Lock/Cancel"},
+	}, {
+		name:  "Lock hides the context's error",
+		store: lockVariantOf(opaqueLock),
+		fails: []string{"Lock/ContextEnd", "Lock/Cancel"},
+	}, {
+		name:  "Lock leaves a waiter behind when it gives up",
+		store: lockVariantOf(leakyLock),
+		fails: []string{"Lock/ContextEnd", "Lock/Cancel"},
+	}, {
+		name:  "Lock locks every key at once",
+		store: lockVariantOf(globalLock),
+		fails: []string{"Lock/Exclusion"},
+	}, {
+		name:  "unlock does not release",
+		store: lockVariantOf(stuckLock),
+		fails: []string{"Lock/Reacquire", "Lock/ContextEnd", "Lock/Cancel"},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			for _, name := range c.fails {
+				msgs := runCheck(t, name, c.store(t))
+				if len(msgs) == 0 {
+					t.Errorf("check %s passed a store whose %s, want a failure", name, c.name)
+					continue
+				}
+				t.Logf("%s: %s", name, msgs[0])
+			}
+		})
+	}
+}
