@@ -1,0 +1,114 @@
+// Package filestore is a [refresh.TokenStore] that keeps each key's token in
+// a file of its own, in a directory that several processes of one machine
+// can share.
+//
+//	store, err := filestore.New(filepath.Join(configDir, "myapp", "tokens"))
+//	…
+//	eng, err := refresh.New(refresh.Config{OAuth2: conf, Store: store})
+//
+// # Layout
+//
+// A key's files are named by the lowercase hex SHA-256 of the key, so any
+// key (empty, "../x", "a/b", 1000 bytes long, or differing from another only
+// by case on a case-insensitive file system) gets a distinct name that
+// stays inside the directory:
+//
+//	<hash>.json   the token
+//	<hash>.lock   the refresh lock ([Store.Lock]), on platforms with flock
+//	<hash>.wlock  the write lock of Save and CompareAndSwap, idem
+//
+// The token file is JSON:
+//
+//	{
+//	  "version": 1,
+//	  "key": "alice",
+//	  "access_token": "…",
+//	  "token_type": "Bearer",
+//	  "refresh_token": "…",
+//	  "expiry": "2031-05-06T07:08:09.123456789Z",
+//	  "expires_in": 3600
+//	}
+//
+// "expiry" is RFC 3339 with nanoseconds, in UTC, and is omitted when the
+// token has none. The key is stored in the file (base64-encoded in an extra
+// "key_base64" field if it is not valid UTF-8) and checked by Load, so a
+// file copied or renamed from another key's is refused rather than handed
+// out. oauth2.Token.Extra is not stored.
+//
+// # Errors
+//
+// Load returns [refresh.ErrNotFound] only when the key has no file. A file
+// that cannot be read (permission denied, a directory in its place) gives
+// the operating system's error, wrapped; one that cannot be decoded
+// (truncated, not JSON, fields of the wrong type, another key's, a newer
+// format version) gives an error wrapping [ErrCorrupt]. Either way the
+// engine does not call the token endpoint on a guess. Error messages name
+// the file but never contain a token.
+//
+// # Atomicity and crashes
+//
+// Save and CompareAndSwap write a temporary file ("<hash>.json.tmp-…",
+// mode 0600) in the same directory, flush it to disk, rename it over the
+// token file and flush the directory. Rename is atomic, so a reader (Load
+// takes no lock) and a program restarted after a crash see the old token
+// or the new one, never a mix. When Save returns nil the new token is on
+// disk. A temporary file is removed if anything fails, but a crash between
+// its creation and the rename leaves it behind: it holds a token, is
+// readable by the owner only, is never read by the store, and can be
+// deleted when no process is writing.
+//
+// # Locks
+//
+// On Linux, macOS, FreeBSD, NetBSD, OpenBSD and DragonFly BSD, the store
+// uses flock(2) locks, which exclude each other between processes and also
+// between goroutines of one process (the package opens the lock file anew
+// for each lock), and which the kernel releases when the holding process
+// dies, however it dies:
+//
+//   - [Store.Lock] makes the store a [refresh.Locker]: while one process
+//     refreshes a key, the others wait, then adopt the token it saved. It
+//     polls for the lock, every 1 ms at first and every 20 ms at most,
+//     until it gets it or its context ends.
+//   - Save and CompareAndSwap hold the key's write lock, a second lock on
+//     "<hash>.wlock", for the time of one write, so that CompareAndSwap's
+//     read, comparison and rename are one step with respect to every other
+//     Save and CompareAndSwap, in every process. It is a separate file
+//     because the engine calls CompareAndSwap while it holds the refresh
+//     lock.
+//
+// Lock files are created on first use and never removed: removing one that
+// another process has open would let two processes hold "the" lock at once.
+// Do not delete them while a program uses the store.
+//
+// flock(2) locks are only as good as the file system's support for them:
+// use a local file system. On NFS they may not exclude other machines, or
+// may not work at all.
+//
+// # Other platforms
+//
+// Elsewhere (Windows, Solaris, illumos, AIX, Plan 9, WebAssembly) there is
+// no flock(2), and Store has no Lock method: it is not a [refresh.Locker].
+// (A Go method set cannot depend on the platform at run time, so the method
+// exists only where it works.) The engine then falls back to refreshing
+// each key once at a time within its own process only: several processes
+// that share the directory may refresh the same token at the same time,
+// and with a rotating refresh token all but one of them may be rejected. Save and
+// CompareAndSwap are atomic with respect to each other within one process
+// only; every write still replaces the file whole, and the last one wins.
+// Give each process its own directory there, or use a store that can lock.
+//
+// On Windows a rename can also fail while another process has the token
+// file open (reading it), in which case Save returns an error and the
+// engine saves again later. The directory itself is not flushed, as
+// Windows offers no way to.
+//
+// # Permissions
+//
+// [New] creates a missing directory with mode 0700 and token, lock and
+// temporary files with mode 0600. It does not change the permissions of an
+// existing directory: if others can write to it they can delete or replace
+// token files, and if they can read it they can list the files (hashes of
+// the keys, not the tokens) and check guesses of key names. Put the store in a directory only its owner can access. On
+// Windows, file modes are not used; the directory's access control list
+// applies.
+package filestore

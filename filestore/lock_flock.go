@@ -1,0 +1,137 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package filestore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/oauthkit/refresh"
+)
+
+var _ refresh.Locker = (*Store)(nil)
+
+// Polling intervals of a lock that is held elsewhere. flock(2) cannot wait
+// and be interrupted by a context at the same time, so the lock is tried
+// without blocking, then again after a pause that doubles up to maxPoll.
+const (
+	minPoll = 1 * time.Millisecond
+	maxPoll = 20 * time.Millisecond
+)
+
+// Lock implements [refresh.Locker]: it waits until the caller holds the
+// refresh lock of key, exclusive across every goroutine and process that
+// uses a Store over the same directory, or until ctx ends; then it returns
+// an error wrapping ctx.Err().
+//
+// The lock is an flock(2) lock on the key's ".lock" file. The kernel
+// releases it when unlock is called or when the process dies. It is not
+// reentrant: a goroutine that calls Lock twice for one key without
+// unlocking waits for itself until its context ends. Lock does not keep
+// Save and CompareAndSwap out: they take their own, short lock.
+//
+// Lock is only defined on platforms with flock(2); see the package
+// documentation.
+func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
+	f, err := lockFile(ctx, s.path(key, lockExt))
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { unlockFile(f) }) }, nil
+}
+
+// lockWrite takes the write lock at path: an flock(2) lock on its own file,
+// distinct from Lock's, because the engine calls CompareAndSwap while it
+// holds the refresh lock through another file descriptor of this process,
+// and flock locks held through two descriptors exclude each other.
+func lockWrite(ctx context.Context, path string) (unlock func(), err error) {
+	f, err := lockFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return func() { unlockFile(f) }, nil
+}
+
+// lockFile opens (creating it with mode 0600 if needed) the lock file at
+// path and takes an exclusive flock on it, trying until it succeeds or ctx
+// ends.
+//
+// An flock belongs to the open file description, and lockFile opens the
+// file anew each time, so two goroutines of one process exclude each other
+// as two processes do. Lock files are never removed: removing one while a
+// process holds or is opening it would let another process lock a new file
+// of the same name at the same time.
+func lockFile(ctx context.Context, path string) (*os.File, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
+	}
+	// os.OpenFile sets O_CLOEXEC: child processes do not inherit the lock.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: %w", err)
+	}
+	wait := minPoll
+	for {
+		ok, err := tryFlock(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
+		}
+		if ok {
+			return f, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.Close()
+			return nil, fmt.Errorf("filestore: lock %s: %w", path, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, maxPoll)
+	}
+}
+
+// tryFlock tries once to lock f exclusively; it reports false if another
+// open file description holds a lock on the file.
+func tryFlock(f *os.File) (bool, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	var ferr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			ferr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+			if ferr != syscall.EINTR {
+				return
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return false, err
+	case ferr == syscall.EWOULDBLOCK: // EAGAIN: the same value on these platforms
+		return false, nil
+	case ferr != nil:
+		return false, ferr
+	}
+	return true, nil
+}
+
+// unlockFile releases the lock on f and closes it. Closing alone would
+// release it too, unless a child process being started at that moment holds
+// a copy of the descriptor until its exec; the explicit LOCK_UN does not
+// wait for that. Errors are ignored: if anything fails, closing (or the
+// process's exit) releases the lock.
+func unlockFile(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.Flock(int(fd), syscall.LOCK_UN) })
+	}
+	f.Close()
+}
