@@ -57,6 +57,17 @@
 // replayed. The token is not sent to another host, or over http, when a
 // request is redirected.
 //
+// # Stores
+//
+// A [TokenStore] loads and saves the token of a key; [MemoryStore] keeps
+// them in memory. A store shared by several processes makes the single
+// refresh hold across them when it is also a [Locker] (the engine holds the
+// key's lock from re-reading the store to saving the new token) and a
+// [CompareAndSwapper] (a holder that lost its lock cannot overwrite a newer
+// token). Package filestore is such a store for processes on one machine,
+// package sealed encrypts tokens before any store, and package storetest
+// checks a store against these contracts.
+//
 // # Errors
 //
 // [ErrReauthRequired] means the refresh token is gone or was rejected
