@@ -1,0 +1,93 @@
+package refreshtest
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ScopeNeededPath is the path of the protected API that answers every bearer
+// token, valid or not, with 403 and error="insufficient_scope": refreshing
+// cannot help there (RFC 6750 §3.1).
+const ScopeNeededPath = "/scope-needed"
+
+// GrantHeader is the response header in which the protected API names the
+// grant (1, 2, … in the order of [Server.Token] calls) of the access token it
+// accepted, so a multi-user test can check that tokens never cross users.
+const GrantHeader = "Refreshtest-Grant"
+
+// Challenges of the protected API (RFC 6750 §3).
+const (
+	challengeNoToken = `Bearer realm="refreshtest"`
+	challengeInvalid = `Bearer realm="refreshtest", error="invalid_token"`
+	challengeScope   = `Bearer realm="refreshtest", error="insufficient_scope"`
+	challengeRequest = `Bearer realm="refreshtest", error="invalid_request"`
+)
+
+// serveAPI is the protected API: any path, any method. A live access token
+// gets 200 with "ok" for GET and HEAD and the request body echoed for other
+// methods, so a test can check that a retried request carried its body.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	authz := r.Header.Values("Authorization")
+	token, bearer := "", false
+	if len(authz) == 1 {
+		scheme, rest, _ := strings.Cut(authz[0], " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			token, bearer = strings.TrimLeft(rest, " "), true
+		}
+	}
+
+	s.mu.Lock()
+	s.stats.APIRequests++
+	status, challenge, msg, grantID := http.StatusOK, "", "", 0
+	switch {
+	case len(authz) > 1:
+		status, challenge, msg = http.StatusBadRequest, challengeRequest, "more than one Authorization header"
+	case !bearer:
+		// RFC 6750 §3.1: no error code when the request has no token.
+		status, challenge, msg = http.StatusUnauthorized, challengeNoToken, "a bearer token is required"
+	case r.URL.Path == ScopeNeededPath:
+		status, challenge, msg = http.StatusForbidden, challengeScope, "insufficient_scope: no token has the scope this path needs"
+	default:
+		a := s.access[token]
+		switch {
+		case a == nil:
+			msg = "invalid_token: the access token is unknown"
+		case a.revoked || a.g.revoked:
+			msg = "invalid_token: the access token was revoked"
+		case !a.expiry.IsZero() && !s.opts.Now().Before(a.expiry):
+			msg = "invalid_token: the access token has expired"
+		default:
+			grantID = a.g.id
+		}
+		if grantID == 0 {
+			status, challenge = http.StatusUnauthorized, challengeInvalid
+		}
+	}
+	switch status {
+	case http.StatusOK:
+		s.stats.Served200++
+	case http.StatusUnauthorized:
+		s.stats.Served401++
+	case http.StatusForbidden:
+		s.stats.Served403++
+	case http.StatusBadRequest:
+		s.stats.Served400++
+	}
+	s.mu.Unlock()
+
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if status != http.StatusOK {
+		w.Header().Set("WWW-Authenticate", challenge)
+		w.WriteHeader(status)
+		io.WriteString(w, msg+"\n")
+		return
+	}
+	w.Header().Set(GrantHeader, strconv.Itoa(grantID))
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		io.WriteString(w, "ok")
+		return
+	}
+	io.Copy(w, r.Body)
+}

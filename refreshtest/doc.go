@@ -1,0 +1,74 @@
+// Package refreshtest provides an OAuth2 authorization server and a
+// protected API for tests, as net/http/httptest provides HTTP servers: start
+// one with [NewServer], log in with [Server.Token], point your client at
+// [Server.URL] and [Server.TokenURL] (or use [Server.Config]), make the
+// server misbehave, and check its exact [Stats].
+//
+//	srv := refreshtest.NewServer(refreshtest.Options{})
+//	defer srv.Close()
+//	tok := srv.Token()        // a new login: access and refresh token
+//	// … store tok, build your client from srv.Config() …
+//	srv.RevokeAccessTokens()  // the API now answers 401
+//	// … call srv.URL + "/anything" through your client …
+//	if st := srv.Stats(); st.Refreshes != 1 || st.Reuses != 0 { … }
+//
+// It imports only the standard library and golang.org/x/oauth2, not the
+// refresh package, so that package's own tests can use it.
+//
+// # The protected API
+//
+// Every path under [Server.URL], with any method, wants an Authorization
+// header "Bearer <access token>" (the scheme in any case). A live token (one
+// issued by the server, not expired on its clock, not revoked) gets 200,
+// with the body "ok" for GET and HEAD and the request body echoed for other
+// methods, and the [GrantHeader] naming its grant. Otherwise:
+//
+//   - no bearer token: 401 with WWW-Authenticate: Bearer realm="refreshtest"
+//     and no error code (RFC 6750 §3.1);
+//   - an unknown, expired or revoked token: 401 with
+//     WWW-Authenticate: Bearer realm="refreshtest", error="invalid_token";
+//   - any token at [ScopeNeededPath]: 403 with error="insufficient_scope";
+//   - two Authorization headers: 400 with error="invalid_request".
+//
+// # The token endpoint
+//
+// [Server.TokenURL] takes the refresh_token grant (RFC 6749 §6) and checks
+// every request strictly: POST, no query string, the content type, each
+// parameter at most once, the client's credentials exactly where
+// Options.Auth puts them and nowhere else, grant_type, the refresh token and
+// the scope, in that order. A refusal is answered in the Options.Errors
+// style with the code RFC 6749 §5.2 gives: invalid_request (malformed, two
+// authentication methods at once, no refresh token), invalid_client (wrong or
+// misplaced credentials; 401), unsupported_grant_type, invalid_scope, and
+// invalid_grant for a refresh token that is unknown, expired, spent or
+// revoked. A granted refresh answers access_token, token_type "bearer",
+// expires_in (unless tokens never expire), refresh_token (unless
+// RotateNever) and scope (if Options.Scope is set).
+//
+// Refresh tokens rotate as Options.Rotation says. Presenting a spent one is
+// a reuse: outside a grace window it is refused with invalid_grant and, as
+// RFC 9700 §4.14.2 recommends, revokes its whole grant, the newest tokens
+// included (Options.LenientReuse turns that off). Each [Server.Token] call
+// starts a grant, so a multi-user test makes one per user.
+//
+// # Failures
+//
+// [Faults] add latency to token requests and make a share of them fail: 503,
+// 429 with Retry-After, a reset connection, no answer at all, an HTML or a
+// 2 MiB error page, or a body that never ends. With Faults.AfterGrant the
+// refresh happens but its answer is lost. [Server.SetFaults] changes them
+// while the server runs. The revocation methods end tokens early:
+// [Server.RevokeAccessTokens] (the API rejects them; one refresh cures it),
+// [Server.RevokeGrants] (the user revoked the application) and
+// [Server.Revoke] (one token).
+//
+// # Counters and determinism
+//
+// All state is behind one mutex and every counter in [Stats] is exact,
+// under any concurrency. Token values are "at-<grant>-<n>-<random>" and
+// "rt-<grant>-<n>-<random>": readable in failure messages, but a test
+// cannot hardcode them; compare with what [Server.Token] or the token
+// endpoint returned. Which requests fail under a Faults.Rate is decided in
+// order of arrival, not at random. Options.Now replaces the clock of token
+// expiry and grace windows, so they can be tested without sleeping.
+package refreshtest

@@ -1,0 +1,379 @@
+package refreshtest
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Rotation is what a refresh does to the refresh token it was given.
+type Rotation int
+
+const (
+	// RotateAlways spends the refresh token and issues a new one with
+	// every refresh (RFC 9700 §4.14.2; 2BA, WSO2's default, ory/fosite).
+	// Presenting a spent refresh token again is a reuse.
+	RotateAlways Rotation = iota
+	// RotateNever keeps the refresh token valid and answers refreshes
+	// without a refresh_token member, as Google does. (WSO2 with
+	// RenewRefreshTokenForRefreshGrant=false sends the same token back,
+	// which a client must treat the same way.) There is never a reuse.
+	RotateNever
+	// RotateGrace rotates, but a reuse within Options.Grace of the refresh
+	// token's first use, while the token it was replaced by is still unused,
+	// is answered with exactly the answer of the first use: the same new
+	// access and refresh tokens (Dex's reuse interval).
+	RotateGrace
+	// RotateGraceNew rotates, but a reuse within Options.Grace of the
+	// refresh token's first use is answered with another new pair; the pair
+	// of the first use stays valid (Auth0's reuse interval).
+	RotateGraceNew
+)
+
+func (r Rotation) String() string {
+	switch r {
+	case RotateAlways:
+		return "RotateAlways"
+	case RotateNever:
+		return "RotateNever"
+	case RotateGrace:
+		return "RotateGrace"
+	case RotateGraceNew:
+		return "RotateGraceNew"
+	}
+	return fmt.Sprintf("Rotation(%d)", int(r))
+}
+
+// ErrorStyle is how the token endpoint answers a request it refuses.
+type ErrorStyle int
+
+const (
+	// ErrorsRFC answers as RFC 6749 §5.2 says: a JSON body with "error" and
+	// "error_description", status 400, or 401 for invalid_client (with a
+	// WWW-Authenticate: Basic challenge when the client sent an
+	// Authorization header).
+	ErrorsRFC ErrorStyle = iota
+	// Errors500 answers every OAuth error, invalid_grant included, with
+	// status 500 and the same JSON body, as gw2.me does: a client must
+	// classify by the body, not the status.
+	Errors500
+	// ErrorsHTML answers with the status of ErrorsRFC and an HTML page
+	// without an OAuth error code, as some WSO2 error paths do. The page
+	// quotes the refresh token it was sent, as such pages do, so a test can
+	// check that the token never reaches an error message or a log.
+	ErrorsHTML
+)
+
+func (e ErrorStyle) String() string {
+	switch e {
+	case ErrorsRFC:
+		return "ErrorsRFC"
+	case Errors500:
+		return "Errors500"
+	case ErrorsHTML:
+		return "ErrorsHTML"
+	}
+	return fmt.Sprintf("ErrorStyle(%d)", int(e))
+}
+
+// ClientAuth is how a confidential client must authenticate to the token
+// endpoint. Exactly one style is accepted; a request that uses two at once is
+// refused with invalid_request (RFC 6749 §2.3, §5.2).
+type ClientAuth int
+
+const (
+	// AuthBody wants client_id and client_secret as form parameters and no
+	// Authorization header (gw2.me, 2BA; oauth2.AuthStyleInParams).
+	AuthBody ClientAuth = iota
+	// AuthBasic wants HTTP Basic credentials, each form-urlencoded before
+	// base64 as RFC 6749 §2.3.1 requires; the server decodes them (WSO2;
+	// oauth2.AuthStyleInHeader).
+	AuthBasic
+	// AuthBasicRaw wants HTTP Basic credentials that are not urlencoded;
+	// the server compares them as they are (gw2.me's Basic support).
+	AuthBasicRaw
+)
+
+func (a ClientAuth) String() string {
+	switch a {
+	case AuthBody:
+		return "AuthBody"
+	case AuthBasic:
+		return "AuthBasic"
+	case AuthBasicRaw:
+		return "AuthBasicRaw"
+	}
+	return fmt.Sprintf("ClientAuth(%d)", int(a))
+}
+
+// Default client credentials. The secret holds characters that form
+// encoding changes, so a client that skips the urlencoding AuthBasic
+// requires (or applies it for AuthBasicRaw) is refused.
+const (
+	DefaultClientID     = "refreshtest-client"
+	DefaultClientSecret = "refreshtest-secret/+= &"
+)
+
+// Options configure a [Server]. Every field is optional: the zero Options
+// are a strict RFC 6749 server with a confidential client authenticating in
+// the body, always rotating refresh tokens whose reuse revokes their whole
+// grant, and one-hour access tokens.
+type Options struct {
+	// Lifetime is the lifetime of access tokens, sent as expires_in.
+	// Optional: zero means one hour; negative means the tokens never expire
+	// and expires_in is omitted. It is rounded up to whole seconds.
+	Lifetime time.Duration
+
+	// RefreshLifetime is the lifetime of refresh tokens: an expired one is
+	// refused with invalid_grant. Optional: zero or negative means they
+	// never expire. With RotateNever a refresh token keeps the expiry it
+	// was issued with (WSO2's RefreshTokenValidityPeriod).
+	RefreshLifetime time.Duration
+
+	// Rotation is what a refresh does to the refresh token. Optional: the
+	// zero value is RotateAlways.
+	Rotation Rotation
+
+	// Grace is the reuse interval of RotateGrace and RotateGraceNew.
+	// Optional: zero means 30 seconds (Okta's default grace period).
+	Grace time.Duration
+
+	// LenientReuse makes a reuse outside any grace merely refused with
+	// invalid_grant. Optional: by default a reuse also revokes every token
+	// of the grant, the newest included (RFC 9700 §4.14.2).
+	LenientReuse bool
+
+	// OneAccessTokenPerGrant makes every new access token invalidate the
+	// previous ones of its grant (gw2.me keeps one access token per client
+	// and user). Optional: by default an access token stays valid until it
+	// expires or is revoked.
+	OneAccessTokenPerGrant bool
+
+	// ConcurrentLoserInvalidRequest refuses a refresh token request with
+	// 400 invalid_request ("please retry") when another request with the
+	// same refresh token is still being handled, as ory/fosite answers the
+	// loser of two concurrent refreshes; the first request is granted.
+	// Retrying with the same refresh token after the first one was granted
+	// is then a reuse. Concurrency is decided when a request arrives, so
+	// use Faults.Latency to keep the first one in flight.
+	ConcurrentLoserInvalidRequest bool
+
+	// Errors is how refused token requests are answered. Optional: the
+	// zero value is ErrorsRFC.
+	Errors ErrorStyle
+
+	// ClientID and ClientSecret are the client's credentials, checked
+	// exactly; a mismatch is refused with invalid_client. Optional: empty
+	// means DefaultClientID and DefaultClientSecret.
+	ClientID, ClientSecret string
+
+	// Auth is where the credentials must be. Optional: the zero value is
+	// AuthBody.
+	Auth ClientAuth
+
+	// Public makes the client public (RFC 6749 §2.1): it has no secret and
+	// must send only client_id in the body; any secret or Authorization
+	// header is refused. ClientSecret and Auth are then ignored.
+	Public bool
+
+	// Scope, if set, must be sent as the scope parameter of every refresh,
+	// exactly (WSO2 wants "PRODUCTION"), and is returned in every token
+	// response. Optional: empty means no scope was granted, and a request
+	// that asks for one is refused with invalid_scope.
+	Scope string
+
+	// TokenPath is the path of the token endpoint on its server. Optional:
+	// empty means "/token".
+	TokenPath string
+
+	// JSON switches the token endpoint to a JSON dialect. Optional: nil
+	// means the standard form POST of RFC 6749 §6. With a JSON dialect the
+	// client credentials, Auth, Public and Scope are not checked.
+	JSON *JSONDialect
+
+	// Faults are injected into token requests from the start; see also
+	// [Server.SetFaults]. Optional.
+	Faults Faults
+
+	// Now is the server's clock, for token expiry and grace windows.
+	// Optional: nil means time.Now. Token expiries the server returns are
+	// on this clock too. Latency and other delays use real time.
+	Now func() time.Time
+}
+
+// JSONDialect is a token endpoint that takes a JSON body rather than a form,
+// like the partner API of seed 003:
+//
+//	&refreshtest.JSONDialect{
+//		Field:  "refreshToken",
+//		Header: http.Header{"partnerId": {"4711"}, "grantType": {"refresh_token"}},
+//	}
+//
+// with Options.TokenPath "/v1/auth/token". Its zero value matches the zero
+// value of the refresh package's JSONEndpoint: a body {"refresh_token": "…"}
+// and no required header.
+type JSONDialect struct {
+	// Field is the member of the JSON object that carries the refresh
+	// token. Optional: empty means "refresh_token". A request without it,
+	// or with an empty or non-string value, is refused with invalid_request
+	// ("Missing refresh token.").
+	Field string
+
+	// Header holds headers every request must carry, each with exactly
+	// these values; names match in any case, as in HTTP. A request that
+	// lacks one is refused with invalid_request. Optional.
+	Header http.Header
+}
+
+// A Fault is how an injected failure answers a token request.
+type Fault int
+
+const (
+	// FaultUnavailable answers 503 Service Unavailable with a text body,
+	// and Retry-After if Faults.RetryAfter is set.
+	FaultUnavailable Fault = iota
+	// FaultTooManyRequests answers 429 Too Many Requests with a text body,
+	// and Retry-After if Faults.RetryAfter is set.
+	FaultTooManyRequests
+	// FaultReset closes the connection without an answer, with a TCP reset
+	// where the platform allows it.
+	FaultReset
+	// FaultHang never answers: the request waits until the client gives up
+	// or the server is closed. Use it to check the client's timeouts.
+	FaultHang
+	// FaultHTML answers 502 Bad Gateway with an HTML page, as a proxy in
+	// front of the token endpoint does.
+	FaultHTML
+	// FaultHugeBody answers 502 Bad Gateway with a 2 MiB text body, for
+	// clients that must cap what they read.
+	FaultHugeBody
+	// FaultSlowBody answers 200 OK with a JSON content type at once, then
+	// sends a body of spaces, one byte every 50 ms, that never ends: a
+	// client's timeout must cover reading the body, not only the headers.
+	FaultSlowBody
+)
+
+func (f Fault) String() string {
+	switch f {
+	case FaultUnavailable:
+		return "FaultUnavailable"
+	case FaultTooManyRequests:
+		return "FaultTooManyRequests"
+	case FaultReset:
+		return "FaultReset"
+	case FaultHang:
+		return "FaultHang"
+	case FaultHTML:
+		return "FaultHTML"
+	case FaultHugeBody:
+		return "FaultHugeBody"
+	case FaultSlowBody:
+		return "FaultSlowBody"
+	}
+	return fmt.Sprintf("Fault(%d)", int(f))
+}
+
+// Faults inject failures into token requests (never into the protected
+// API). The zero value injects none.
+type Faults struct {
+	// Latency delays the handling of every token request. A request whose
+	// client gives up during the delay is still handled when it ends, as
+	// real servers do: a refresh can be granted, its refresh token spent,
+	// without the client ever seeing the answer.
+	Latency time.Duration
+
+	// Rate is the share of token requests answered with Kind rather than
+	// handled, from 0 (none) to 1 (all). The choice is deterministic, in
+	// order of arrival: with Rate 0.5 the 1st, 3rd, 5th… requests fail;
+	// with Rate 0.25 the 1st, 5th, 9th…; [Server.SetFaults] starts the
+	// count again.
+	Rate float64
+
+	// Kind is the failure. Optional: the zero value is FaultUnavailable.
+	Kind Fault
+
+	// RetryAfter, if positive, is sent as Retry-After (in seconds, rounded
+	// up) with FaultUnavailable and FaultTooManyRequests.
+	RetryAfter time.Duration
+
+	// AfterGrant handles a failing request first and then replaces its
+	// answer with the fault: a refresh is granted (the refresh token spent,
+	// the new tokens valid) but the client never sees it, as when a
+	// gateway times out or a connection drops after the server committed.
+	// Optional: by default a failing request is not handled at all.
+	AfterGrant bool
+}
+
+func (f Faults) validate() error {
+	switch {
+	case f.Latency < 0:
+		return fmt.Errorf("Faults.Latency is negative (%v)", f.Latency)
+	case !(f.Rate >= 0 && f.Rate <= 1): // also catches NaN
+		return fmt.Errorf("Faults.Rate %v is not between 0 and 1", f.Rate)
+	case f.Kind < FaultUnavailable || f.Kind > FaultSlowBody:
+		return fmt.Errorf("Faults.Kind %v is unknown", f.Kind)
+	case f.RetryAfter < 0:
+		return fmt.Errorf("Faults.RetryAfter is negative (%v)", f.RetryAfter)
+	}
+	return nil
+}
+
+const (
+	defaultLifetime  = time.Hour
+	defaultGrace     = 30 * time.Second
+	defaultTokenPath = "/token"
+	defaultJSONField = "refresh_token"
+)
+
+// normalize checks o and fills in its defaults.
+func (o Options) normalize() (Options, error) {
+	switch {
+	case o.Rotation < RotateAlways || o.Rotation > RotateGraceNew:
+		return o, fmt.Errorf("Options.Rotation %v is unknown", o.Rotation)
+	case o.Errors < ErrorsRFC || o.Errors > ErrorsHTML:
+		return o, fmt.Errorf("Options.Errors %v is unknown", o.Errors)
+	case o.Auth < AuthBody || o.Auth > AuthBasicRaw:
+		return o, fmt.Errorf("Options.Auth %v is unknown", o.Auth)
+	case o.Grace < 0:
+		return o, fmt.Errorf("Options.Grace is negative (%v)", o.Grace)
+	}
+	if err := o.Faults.validate(); err != nil {
+		return o, err
+	}
+	switch {
+	case o.Lifetime == 0:
+		o.Lifetime = defaultLifetime
+	case o.Lifetime > 0:
+		o.Lifetime = (o.Lifetime + time.Second - 1).Truncate(time.Second)
+	}
+	if o.Grace == 0 {
+		o.Grace = defaultGrace
+	}
+	if o.ClientID == "" {
+		o.ClientID = DefaultClientID
+	}
+	switch {
+	case o.Public:
+		o.ClientSecret = ""
+	case o.ClientSecret == "":
+		o.ClientSecret = DefaultClientSecret
+	}
+	if o.TokenPath == "" {
+		o.TokenPath = defaultTokenPath
+	}
+	if o.TokenPath[0] != '/' {
+		return o, fmt.Errorf("Options.TokenPath %q does not start with /", o.TokenPath)
+	}
+	if o.JSON != nil {
+		j := *o.JSON
+		if j.Field == "" {
+			j.Field = defaultJSONField
+		}
+		j.Header = j.Header.Clone()
+		o.JSON = &j
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}

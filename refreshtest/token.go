@@ -1,0 +1,387 @@
+package refreshtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// maxRequestBody caps what the token endpoint reads of a request.
+const maxRequestBody = 1 << 20
+
+// tokenRequest is a token request as the endpoint read it.
+type tokenRequest struct {
+	rt     string      // the refresh token, "" if none could be read
+	header bool        // it carried an Authorization header
+	err    *oauthError // why it is refused; nil if it is well formed
+}
+
+// oauthError is a refusal (RFC 6749 §5.2).
+type oauthError struct {
+	code, desc string
+	status     int // ErrorsRFC status; 0 means 401 for invalid_client, else 400
+}
+
+func refuse(code, format string, args ...any) *oauthError {
+	return &oauthError{code: code, desc: fmt.Sprintf(format, args...)}
+}
+
+// answer is a response, built under the lock and written after it.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) write(w http.ResponseWriter) {
+	for k, vs := range a.header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.WriteHeader(a.status)
+	w.Write(a.body)
+}
+
+// tokenJSON is a successful token response (RFC 6749 §5.1).
+type tokenJSON struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != s.opts.TokenPath {
+		http.NotFound(w, r)
+		return
+	}
+	req := s.readRequest(r)
+
+	// Decide on arrival what happens to the request: whether it fails, and
+	// whether it is the loser of a concurrent refresh.
+	s.mu.Lock()
+	s.stats.TokenRequests++
+	f := s.faults
+	failing := s.fail(f.Rate)
+	handled := !failing || f.AfterGrant
+	loser := false
+	tracked := handled && req.err == nil
+	if tracked {
+		if s.opts.ConcurrentLoserInvalidRequest && s.inflight[req.rt] > 0 {
+			loser, tracked = true, false
+		} else {
+			s.inflight[req.rt]++
+		}
+	}
+	s.mu.Unlock()
+	if tracked {
+		defer func() {
+			s.mu.Lock()
+			if s.inflight[req.rt]--; s.inflight[req.rt] == 0 {
+				delete(s.inflight, req.rt)
+			}
+			s.mu.Unlock()
+		}()
+	}
+
+	if !s.wait(f.Latency) {
+		panic(http.ErrAbortHandler) // closing: abandon the request unanswered
+	}
+	var a answer
+	if handled {
+		s.mu.Lock()
+		switch {
+		case loser:
+			s.stats.ConcurrentLosers++
+			a = s.refusal(req, refuse("invalid_request", "Another request is refreshing this token at the same time; please retry."))
+		case req.err != nil:
+			a = s.refusal(req, req.err)
+		default:
+			a = s.exchange(req)
+		}
+		s.mu.Unlock()
+	}
+	if failing {
+		s.mu.Lock()
+		s.stats.Faults++
+		s.mu.Unlock()
+		s.fault(w, r, f)
+		return
+	}
+	a.write(w)
+}
+
+// fail reports whether the next request fails, given the failure rate:
+// each request owes rate of a failure, and fails while a debt is left.
+// Called with mu held.
+func (s *Server) fail(rate float64) bool {
+	if rate <= 0 {
+		return false
+	}
+	s.faultDebt += rate
+	if s.faultDebt > 1e-9 { // not 0: 1/3+1/3+1/3 may exceed 1
+		s.faultDebt--
+		return true
+	}
+	return false
+}
+
+// readRequest reads and checks a token request, strictly.
+func (s *Server) readRequest(r *http.Request) tokenRequest {
+	req := tokenRequest{header: len(r.Header.Values("Authorization")) > 0}
+	switch {
+	case r.Method != http.MethodPost:
+		req.err = refuse("invalid_request", "The token endpoint takes POST, not %s.", r.Method)
+		req.err.status = http.StatusMethodNotAllowed
+		return req
+	case r.URL.RawQuery != "":
+		req.err = refuse("invalid_request", "Parameters belong in the body, not in the URL.")
+		return req
+	}
+	if s.opts.JSON != nil {
+		s.readJSON(r, &req)
+		return req
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		req.err = refuse("invalid_request", "The body must be application/x-www-form-urlencoded.")
+		return req
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil || len(body) > maxRequestBody {
+		req.err = refuse("invalid_request", "The body cannot be read or is too large.")
+		return req
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		req.err = refuse("invalid_request", "The body is not a valid form.")
+		return req
+	}
+	req.rt = form.Get("refresh_token")
+	for _, k := range slices.Sorted(maps.Keys(form)) {
+		if len(form[k]) > 1 {
+			req.err = refuse("invalid_request", "Parameter %s is repeated.", k)
+			return req
+		}
+	}
+	if req.err = s.authenticate(r, form); req.err != nil {
+		return req
+	}
+	switch gt := form.Get("grant_type"); {
+	case gt == "":
+		req.err = refuse("invalid_request", "Missing grant_type.")
+	case gt != "refresh_token":
+		req.err = refuse("unsupported_grant_type", "Grant type %q is not supported here.", gt)
+	case req.rt == "":
+		req.err = refuse("invalid_request", "Missing refresh token.")
+	case s.opts.Scope == "" && form.Has("scope"):
+		req.err = refuse("invalid_scope", "No scope was granted; do not send one.")
+	case s.opts.Scope != "" && form.Get("scope") != s.opts.Scope:
+		req.err = refuse("invalid_scope", "The scope must be %q.", s.opts.Scope)
+	}
+	return req
+}
+
+// authenticate checks the client's credentials (RFC 6749 §2.3).
+func (s *Server) authenticate(r *http.Request, form url.Values) *oauthError {
+	authz := r.Header.Values("Authorization")
+	inBody := form.Has("client_id") || form.Has("client_secret")
+	switch {
+	case len(authz) > 1:
+		return refuse("invalid_request", "More than one Authorization header.")
+	case len(authz) == 1 && inBody:
+		return refuse("invalid_request", "Client credentials in both the Authorization header and the body; use one method.")
+	}
+	o := s.opts
+	switch {
+	case o.Public:
+		if len(authz) > 0 || form.Has("client_secret") {
+			return refuse("invalid_client", "A public client has no secret; send only client_id in the body.")
+		}
+		if form.Get("client_id") != o.ClientID {
+			return refuse("invalid_client", "Unknown client_id.")
+		}
+	case o.Auth == AuthBody:
+		if len(authz) > 0 {
+			return refuse("invalid_client", "This client authenticates with client_id and client_secret in the body.")
+		}
+		if form.Get("client_id") != o.ClientID || form.Get("client_secret") != o.ClientSecret {
+			return refuse("invalid_client", "Client authentication failed.")
+		}
+	default:
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			return refuse("invalid_client", "This client authenticates with HTTP Basic.")
+		}
+		if o.Auth == AuthBasic {
+			// RFC 6749 §2.3.1: form-urlencoded, then base64.
+			var err1, err2 error
+			id, err1 = url.QueryUnescape(id)
+			secret, err2 = url.QueryUnescape(secret)
+			if err1 != nil || err2 != nil {
+				return refuse("invalid_client", "Basic credentials are not form-urlencoded.")
+			}
+		}
+		if id != o.ClientID || secret != o.ClientSecret {
+			return refuse("invalid_client", "Client authentication failed.")
+		}
+	}
+	return nil
+}
+
+// readJSON reads and checks a request of the JSON dialect.
+func (s *Server) readJSON(r *http.Request, req *tokenRequest) {
+	j := s.opts.JSON
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		req.err = refuse("invalid_request", "The body must be application/json.")
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(j.Header)) {
+		if !slices.Equal(r.Header.Values(name), j.Header[name]) {
+			req.err = refuse("invalid_request", "Header %s must be %q.", name, j.Header[name])
+			return
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil || len(body) > maxRequestBody {
+		req.err = refuse("invalid_request", "The body cannot be read or is too large.")
+		return
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		req.err = refuse("invalid_request", "The body is not a JSON object.")
+		return
+	}
+	if rt, ok := m[j.Field].(string); ok && rt != "" {
+		req.rt = rt
+		return
+	}
+	req.err = refuse("invalid_request", "Missing refresh token.")
+}
+
+// exchange handles a well-formed refresh request. Called with mu held.
+func (s *Server) exchange(req tokenRequest) answer {
+	now := s.opts.Now()
+	r := s.refresh[req.rt]
+	switch {
+	case r == nil:
+		return s.refusal(req, refuse("invalid_grant", "The refresh token is invalid."))
+	case r.g.revoked:
+		if !r.spent.IsZero() {
+			s.stats.Reuses++
+		}
+		return s.refusal(req, refuse("invalid_grant", "The grant was revoked."))
+	case !r.spent.IsZero():
+		s.stats.Reuses++
+		inGrace := now.Before(r.spent.Add(s.opts.Grace))
+		switch {
+		case s.opts.Rotation == RotateGrace && inGrace && r.next.spent.IsZero():
+			s.stats.Refreshes++
+			return success(r.answer)
+		case s.opts.Rotation == RotateGraceNew && inGrace:
+			a, _ := s.rotate(r, now)
+			return a
+		}
+		if s.opts.LenientReuse {
+			return s.refusal(req, refuse("invalid_grant", "The refresh token was already used."))
+		}
+		r.g.revoked = true
+		s.stats.FamiliesRevoked++
+		return s.refusal(req, refuse("invalid_grant", "The refresh token was already used; every token of its grant is revoked."))
+	case !r.expiry.IsZero() && !now.Before(r.expiry):
+		return s.refusal(req, refuse("invalid_grant", "The refresh token has expired."))
+	}
+	if s.opts.Rotation == RotateNever {
+		at, _ := s.issueAccess(r.g, now)
+		r.g.n++
+		s.stats.Refreshes++
+		return success(s.marshal(tokenJSON{AccessToken: at}))
+	}
+	a, next := s.rotate(r, now)
+	if r.spent.IsZero() {
+		r.spent, r.answer, r.next = now, a.body, next
+	}
+	return a
+}
+
+// rotate issues a new pair of r's grant. Called with mu held.
+func (s *Server) rotate(r *refreshToken, now time.Time) (answer, *refreshToken) {
+	at, _ := s.issueAccess(r.g, now)
+	rt, next := s.issueRefresh(r.g, now)
+	r.g.n++
+	s.stats.Refreshes++
+	s.stats.Rotations++
+	return success(s.marshal(tokenJSON{AccessToken: at, RefreshToken: rt})), next
+}
+
+// marshal fills in the fields every token response has.
+func (s *Server) marshal(t tokenJSON) []byte {
+	t.TokenType = "bearer"
+	t.ExpiresIn = s.expiresIn()
+	t.Scope = s.opts.Scope
+	b, _ := json.Marshal(t) // cannot fail
+	return b
+}
+
+func success(body []byte) answer {
+	return answer{status: http.StatusOK, header: http.Header{
+		"Content-Type":  {"application/json;charset=UTF-8"},
+		"Cache-Control": {"no-store"},
+		"Pragma":        {"no-cache"},
+	}, body: body}
+}
+
+// refusal counts e and builds its answer in the configured style. Called
+// with mu held.
+func (s *Server) refusal(req tokenRequest, e *oauthError) answer {
+	switch e.code {
+	case "invalid_request":
+		s.stats.InvalidRequest++
+	case "invalid_client":
+		s.stats.InvalidClient++
+	case "invalid_grant":
+		s.stats.InvalidGrant++
+	case "invalid_scope":
+		s.stats.InvalidScope++
+	case "unsupported_grant_type":
+		s.stats.UnsupportedGrantType++
+	}
+	status := e.status
+	if status == 0 {
+		status = http.StatusBadRequest
+		if e.code == "invalid_client" {
+			status = http.StatusUnauthorized
+		}
+	}
+	h := http.Header{"Cache-Control": {"no-store"}, "Pragma": {"no-cache"}}
+	if status == http.StatusMethodNotAllowed {
+		h.Set("Allow", http.MethodPost)
+	}
+	switch s.opts.Errors {
+	case Errors500:
+		status = http.StatusInternalServerError
+	case ErrorsRFC, ErrorsHTML:
+		if status == http.StatusUnauthorized && req.header {
+			// RFC 6749 §5.2: a client that tried the Authorization
+			// header gets a challenge for the scheme it used.
+			h.Set("WWW-Authenticate", `Basic realm="refreshtest"`)
+		}
+	}
+	if s.opts.Errors == ErrorsHTML {
+		h.Set("Content-Type", "text/html;charset=UTF-8")
+		body := fmt.Sprintf("<!DOCTYPE html>\n<html><head><title>%d %s</title></head>\n<body><h1>%[2]s</h1>\n<p>The request could not be processed. Refresh token: %s</p></body></html>\n",
+			status, http.StatusText(status), html.EscapeString(req.rt))
+		return answer{status: status, header: h, body: []byte(body)}
+	}
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	body, _ := json.Marshal(map[string]string{"error": e.code, "error_description": e.desc})
+	return answer{status: status, header: h, body: body}
+}
