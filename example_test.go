@@ -12,93 +12,43 @@ import (
 	"sync"
 
 	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
-
-// provider is a tiny authorization server and API for the examples: the
-// API accepts only the newest access token; refresh tokens rotate.
-type provider struct {
-	mu       sync.Mutex
-	n        int
-	access   string
-	refresh  string
-	rejected bool // reject every refresh token (the user revoked the app)
-	api      *httptest.Server
-	token    *httptest.Server
-}
-
-func newProvider() *provider {
-	p := &provider{access: "at-0", refresh: "rt-0"}
-	p.token = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if p.rejected || r.FormValue("refresh_token") != p.refresh {
-			w.WriteHeader(http.StatusBadRequest)
-			io.WriteString(w, `{"error":"invalid_grant"}`)
-			return
-		}
-		p.n++
-		p.access, p.refresh = fmt.Sprintf("at-%d", p.n), fmt.Sprintf("rt-%d", p.n)
-		fmt.Fprintf(w, `{"access_token":%q,"refresh_token":%q,"token_type":"bearer","expires_in":3600}`, p.access, p.refresh)
-	}))
-	p.api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		ok := r.Header.Get("Authorization") == "Bearer "+p.access
-		p.mu.Unlock()
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		io.WriteString(w, "hello")
-	}))
-	return p
-}
-
-func (p *provider) close() { p.api.Close(); p.token.Close() }
-
-// expire makes the API reject the current access token.
-func (p *provider) expire() { p.mu.Lock(); p.access = "expired"; p.mu.Unlock() }
-
-func (p *provider) config() *oauth2.Config {
-	return &oauth2.Config{
-		ClientID:     "my-client",
-		ClientSecret: "my-secret",
-		Endpoint:     oauth2.Endpoint{TokenURL: p.token.URL, AuthStyle: oauth2.AuthStyleInParams},
-	}
-}
 
 // Wrap an existing client: requests carry the token, and a rejected token
 // is refreshed and the request retried, without the caller noticing.
 func Example() {
-	p := newProvider()
-	defer p.close()
+	srv := refreshtest.NewServer(refreshtest.Options{}) // a strict local server: rotation, reuse detection
+	defer srv.Close()
 
 	store := new(refresh.MemoryStore)
-	eng, err := refresh.New(refresh.Config{OAuth2: p.config(), Store: store})
+	eng, err := refresh.New(refresh.Config{OAuth2: srv.Config(), Store: store})
 	if err != nil {
 		log.Fatal(err)
 	}
 	// The token from the user's login (conf.Exchange in a real program).
-	eng.SetToken(context.Background(), refresh.DefaultKey, &oauth2.Token{AccessToken: "at-0", RefreshToken: "rt-0"})
+	login := srv.Token()
+	eng.SetToken(context.Background(), refresh.DefaultKey, login)
 
 	client := eng.Client(&http.Client{}) // keeps the client's Timeout, Jar, CheckRedirect
-	p.expire()                           // the API will answer 401 to the current token
+	srv.RevokeAccessTokens()             // the API will answer 401 to the current token
 
-	resp, err := client.Get(p.api.URL)
+	resp, err := client.Get(srv.URL + "/v2/account")
 	if err != nil {
 		log.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	fmt.Println(resp.StatusCode, string(body))
+	fmt.Println("status:", resp.StatusCode)
 
 	saved, _ := store.Load(context.Background(), refresh.DefaultKey)
-	fmt.Println("rotated refresh token saved:", saved.RefreshToken)
+	st := srv.Stats()
+	fmt.Println("rotated refresh token saved:", saved.RefreshToken != login.RefreshToken)
+	fmt.Println("refreshes:", st.Refreshes, "reuses:", st.Reuses)
 	// Output:
-	// 200 hello
-	// rotated refresh token saved: rt-1
+	// status: 200
+	// rotated refresh token saved: true
+	// refreshes: 1 reuses: 0
 }
 
 // One shared client serves many users: the key travels in each request's
@@ -140,18 +90,15 @@ func ExampleWithKey() {
 // engine stops calling the token endpoint for that key until it gets a new
 // token.
 func ExampleErrReauthRequired() {
-	p := newProvider()
-	defer p.close()
-	eng, _ := refresh.New(refresh.Config{OAuth2: p.config()})
-	eng.SetToken(context.Background(), "", &oauth2.Token{AccessToken: "at-0", RefreshToken: "rt-0"})
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
+	eng, _ := refresh.New(refresh.Config{OAuth2: srv.Config()})
+	eng.SetToken(context.Background(), "", srv.Token())
 	client := eng.Client(nil)
 
-	p.mu.Lock()
-	p.rejected = true // the user revoked the application
-	p.mu.Unlock()
-	p.expire()
+	srv.RevokeGrants() // the user revoked the application
 
-	_, err := client.Get(p.api.URL)
+	_, err := client.Get(srv.URL + "/v2/account")
 	if errors.Is(err, refresh.ErrReauthRequired) {
 		fmt.Println("please log in again")
 		// After the new login: eng.SetToken(ctx, key, newToken)
@@ -160,9 +107,14 @@ func ExampleErrReauthRequired() {
 	if errors.As(err, &rerr) {
 		fmt.Println("status:", rerr.StatusCode, "code:", rerr.Code, "temporary:", rerr.Temporary())
 	}
+	for range 10 { // no more token-endpoint calls until a new login
+		client.Get(srv.URL + "/v2/account")
+	}
+	fmt.Println("token requests:", srv.Stats().TokenRequests)
 	// Output:
 	// please log in again
 	// status: 400 code: invalid_grant temporary: false
+	// token requests: 1
 }
 
 // loggingStore is a custom TokenStore: here it wraps another store and
@@ -179,23 +131,28 @@ func (s loggingStore) Load(ctx context.Context, key string) (*oauth2.Token, erro
 }
 
 func (s loggingStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
-	fmt.Fprintf(s.out, "save %s: refresh token %s\n", key, strings.Repeat("*", len(tok.RefreshToken)))
+	old, _ := s.next.Load(ctx, key)
+	if old != nil && old.RefreshToken != tok.RefreshToken {
+		fmt.Fprintf(s.out, "save %s: rotated\n", key)
+	} else {
+		fmt.Fprintf(s.out, "save %s\n", key)
+	}
 	return s.next.Save(ctx, key, tok)
 }
 
 // A custom store needs two methods. The engine re-reads it before every
 // refresh, and saves every new token before using it.
 func ExampleTokenStore() {
-	p := newProvider()
-	defer p.close()
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
 	var out strings.Builder
 	store := loggingStore{next: new(refresh.MemoryStore), out: &out}
-	store.next.Save(context.Background(), "u1", &oauth2.Token{AccessToken: "at-0", RefreshToken: "rt-0"})
+	store.next.Save(context.Background(), "u1", srv.Token())
 
-	eng, _ := refresh.New(refresh.Config{OAuth2: p.config(), Store: store})
+	eng, _ := refresh.New(refresh.Config{OAuth2: srv.Config(), Store: store})
 	client := &http.Client{Transport: &refresh.Transport{Engine: eng, Key: "u1"}}
-	p.expire()
-	resp, err := client.Get(p.api.URL)
+	srv.RevokeAccessTokens()
+	resp, err := client.Get(srv.URL + "/v2/account")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -205,7 +162,7 @@ func ExampleTokenStore() {
 	// Output:
 	// load u1: found=true
 	// load u1: found=true
-	// save u1: refresh token ****
+	// save u1: rotated
 	// status 200
 }
 
