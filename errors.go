@@ -126,7 +126,7 @@ func Fingerprint(token string) string {
 }
 
 // maxDescription caps the error_description kept in an [Error].
-const maxDescription = 200
+const maxDescription = 500
 
 // sanitizeDescription makes a server's error_description safe to print: no
 // control characters, bounded length, and no token value (servers have been
