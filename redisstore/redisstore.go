@@ -1,0 +1,273 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh"
+)
+
+// Defaults of [Options].
+const (
+	DefaultPrefix    = "refresh:"
+	DefaultLockTTL   = 15 * time.Second
+	DefaultLockRetry = 25 * time.Millisecond
+
+	// minLockTTL keeps the renewal interval (a third of the lease) from
+	// turning into a busy loop.
+	minLockTTL = 10 * time.Millisecond
+)
+
+var (
+	_ refresh.Locker            = (*Store)(nil)
+	_ refresh.CompareAndSwapper = (*Store)(nil)
+)
+
+// Options configure a [Store]. Every field is optional.
+type Options struct {
+	// Prefix starts the name of every Redis key the store uses, so that
+	// several applications, or several stores of one, can share a
+	// database. Optional: "" means DefaultPrefix ("refresh:"). It must not
+	// contain "{" or "}", which would change the keys' Cluster hash tag
+	// (see the package documentation). Stores that share tokens must use
+	// the same prefix.
+	Prefix string
+
+	// LockTTL is the lease of a lock taken by [Store.Lock]: a holder that
+	// dies, or loses Redis, keeps others from refreshing for at most this
+	// long. While the holder runs, the lease is renewed every LockTTL/3.
+	// Optional: zero means DefaultLockTTL (15 s); it must be at least
+	// 10 ms. It should exceed the longest pause you expect of a holder
+	// (a stop-the-world pause, a frozen VM); a shorter one costs nothing
+	// in safety, as saves under the lock are compare-and-swaps, but may
+	// cost a refresh.
+	LockTTL time.Duration
+
+	// LockRetry is about how often a Lock that waits behind another
+	// holder tries again: the pause starts at a few milliseconds and
+	// grows to LockRetry, with random jitter so that waiters spread out.
+	// Optional: zero means DefaultLockRetry (25 ms).
+	LockRetry time.Duration
+
+	// LeaseLost, if set, is called when the store finds that a lease of
+	// this process expired while it was held (its renewal or its release
+	// found the lock gone or taken by another), at most once per Lock. The
+	// holder's save is still fenced by CompareAndSwap; the hook is for
+	// logging and metrics. It runs on a goroutine of the store and must
+	// return quickly. Optional.
+	LeaseLost func(key string)
+}
+
+// Store is a [refresh.TokenStore] that keeps tokens in Redis. It also
+// implements [refresh.Locker], with leases that expire when their holder
+// dies, and [refresh.CompareAndSwapper]. See the package documentation for
+// the key layout and the guarantees.
+//
+// A Store is safe for concurrent use, and any number of processes may use
+// Stores with the same prefix over the same Redis at the same time.
+type Store struct {
+	client    redis.UniversalClient // shared with the caller; never closed by the store
+	prefix    string                // start of every key name
+	ttl       time.Duration         // lease of a lock
+	retry     time.Duration         // longest pause between two tries of a waiting Lock
+	leaseLost func(key string)      // Options.LeaseLost; may be nil
+
+	// renewPaused makes lease renewals skip their turn, so that tests can
+	// let a held lease expire as in a paused process. Set only by tests.
+	renewPaused atomic.Bool
+}
+
+// New returns a Store over client, which the caller keeps owning (the store
+// never closes it). client may be a *redis.Client, a *redis.ClusterClient,
+// a failover client or a *redis.Ring: anything that runs Lua scripts.
+//
+// Set ContextTimeoutEnabled in the client's options, so that the deadline
+// of the context given to each call bounds the call even when Redis stops
+// answering; otherwise the client's ReadTimeout and WriteTimeout do.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil Redis client")
+	}
+	s := &Store{
+		client:    client,
+		prefix:    opts.Prefix,
+		ttl:       opts.LockTTL,
+		retry:     opts.LockRetry,
+		leaseLost: opts.LeaseLost,
+	}
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(s.prefix, "{}") {
+		return nil, fmt.Errorf("redisstore: prefix %q contains \"{\" or \"}\"", s.prefix)
+	}
+	switch {
+	case s.ttl == 0:
+		s.ttl = DefaultLockTTL
+	case s.ttl < minLockTTL:
+		return nil, fmt.Errorf("redisstore: LockTTL %v is shorter than %v", s.ttl, minLockTTL)
+	}
+	switch {
+	case s.retry == 0:
+		s.retry = DefaultLockRetry
+	case s.retry < 0:
+		return nil, fmt.Errorf("redisstore: negative LockRetry %v", s.retry)
+	}
+	return s, nil
+}
+
+// slot returns the part of key's Redis names that both its token and its
+// lock share: the prefix and the key's hash in braces, a Redis Cluster hash
+// tag, so that both live in one hash slot. The hash is the lowercase hex
+// SHA-256 of the key, so any key (empty, 1000 bytes long, with braces,
+// spaces or bytes that are not UTF-8) gets a distinct, printable name.
+func (s *Store) slot(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return s.prefix + "{" + hex.EncodeToString(sum[:]) + "}"
+}
+
+// tokenKey is the Redis key of the hash that holds key's token.
+func (s *Store) tokenKey(key string) string { return s.slot(key) + ":tok" }
+
+// lockKey is the Redis key of key's lock, a string holding its owner.
+func (s *Store) lockKey(key string) string { return s.slot(key) + ":lock" }
+
+// saveScript replaces the token hash whole: whatever held the key (another
+// token, a value of another type, one with a TTL) is gone, and the JSON and
+// its fingerprint change together.
+//
+// KEYS[1]: token key. ARGV[1]: JSON. ARGV[2]: fingerprint.
+var saveScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'cas', ARGV[2])
+return 1
+`)
+
+// casScript stores a token if the stored one has the expected fingerprint
+// ("" for no token). It returns 1 if it stored the token, 0 on a conflict,
+// -1 if the key holds a value of another type, -2 if the hash lacks its
+// fingerprint. It also returns 1, storing nothing, when the key already holds
+// exactly this JSON: that is this very call retried by the client after its
+// reply was lost, and answering "conflict" would make the caller drop its
+// own token.
+//
+// KEYS[1]: token key. ARGV[1]: expected fingerprint or "". ARGV[2]: new
+// JSON. ARGV[3]: new fingerprint.
+var casScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then
+  if ARGV[1] ~= '' then return 0 end
+elseif t ~= 'hash' then
+  return -1
+else
+  local cur = redis.call('HMGET', KEYS[1], 'cas', 'json')
+  if not cur[1] then return -2 end
+  if cur[1] == ARGV[3] and cur[2] == ARGV[2] then return 1 end
+  if cur[1] ~= ARGV[1] then return 0 end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'json', ARGV[2], 'cas', ARGV[3])
+return 1
+`)
+
+// Load implements [refresh.TokenStore]. It returns [refresh.ErrNotFound] if
+// key has no token, an error wrapping [ErrCorrupt] if its Redis key holds
+// something that is not a token of key, and the client's error (wrapped) if
+// Redis cannot be reached.
+func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	rk := s.tokenKey(key)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("redisstore: load %s: %w", rk, err)
+	}
+	m, err := s.client.HGetAll(ctx, rk).Result()
+	switch {
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return nil, fmt.Errorf("%w: %s is not a hash", ErrCorrupt, rk)
+	case err != nil:
+		return nil, fmt.Errorf("redisstore: load %s: %w", rk, err)
+	case len(m) == 0: // Redis has no empty hashes: the key does not exist
+		return nil, refresh.ErrNotFound
+	}
+	data, ok := m[fieldJSON]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s has no %q field", ErrCorrupt, rk, fieldJSON)
+	}
+	tok, err := decode([]byte(data), key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, rk, err)
+	}
+	return tok, nil
+}
+
+// Save implements [refresh.TokenStore]. It replaces key's token in one
+// atomic step: another process sees the old token or the new one, never a
+// mix. When Save returns nil Redis has applied the write; whether it
+// survives a restart of Redis is up to Redis's persistence settings (see
+// the package documentation).
+func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	if tok == nil {
+		return errors.New("redisstore: Save: nil token")
+	}
+	rk := s.tokenKey(key)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisstore: save %s: %w", rk, err)
+	}
+	data, err := encode(key, tok)
+	if err != nil {
+		return err
+	}
+	if err := saveScript.Run(ctx, s.client, []string{rk}, data, fingerprint(tok)).Err(); err != nil {
+		return fmt.Errorf("redisstore: save %s: %w", rk, err)
+	}
+	return nil
+}
+
+// CompareAndSwap implements [refresh.CompareAndSwapper]: one Lua script
+// compares the fingerprint of the stored token with old's and writes new
+// only if they match (old nil: only if no token is stored), so the check and
+// the write are atomic with respect to every Save and CompareAndSwap of
+// every process. A mismatch returns an error wrapping [refresh.ErrConflict];
+// a stored value that is not a hash or lacks its fingerprint, an error
+// wrapping [ErrCorrupt]; either way nothing is written.
+//
+// CompareAndSwap does not look at the lock: it is what keeps a holder whose
+// lease expired from overwriting a newer token.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
+	if new == nil {
+		return errors.New("redisstore: CompareAndSwap: nil token")
+	}
+	rk := s.tokenKey(key)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisstore: compare-and-swap %s: %w", rk, err)
+	}
+	data, err := encode(key, new)
+	if err != nil {
+		return err
+	}
+	want := ""
+	if old != nil {
+		want = fingerprint(old)
+	}
+	n, err := casScript.Run(ctx, s.client, []string{rk}, want, data, fingerprint(new)).Int()
+	switch {
+	case err != nil:
+		return fmt.Errorf("redisstore: compare-and-swap %s: %w", rk, err)
+	case n == 1:
+		return nil
+	case n == 0:
+		return fmt.Errorf("redisstore: %s: %w", rk, refresh.ErrConflict)
+	case n == -1:
+		return fmt.Errorf("%w: %s is not a hash", ErrCorrupt, rk)
+	default:
+		return fmt.Errorf("%w: %s has no %q field", ErrCorrupt, rk, fieldCAS)
+	}
+}
