@@ -1,0 +1,52 @@
+package pgstore_test
+
+import (
+	"testing"
+
+	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/pgstore"
+	"github.com/oauthkit/refresh/sealed"
+	"github.com/oauthkit/refresh/storetest"
+)
+
+// TestConformance runs the store conformance kit, locks and
+// compare-and-swap included, against a table in a schema of its own.
+func TestConformance(t *testing.T) {
+	opts := pgstore.Options{Schema: testSchema(t)}
+	pool := testPool(t, maxConns(8))
+	migrated(t, pool, opts)
+	storetest.Run(t, func(t *testing.T) refresh.TokenStore {
+		s, err := pgstore.New(pool, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestSealedConformance runs the kit against the sealing wrapper over the
+// store: tokens encrypted in the table, with the store's lock and
+// compare-and-swap passed through.
+func TestSealedConformance(t *testing.T) {
+	key := sealed.Key{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")}
+	opts := pgstore.Options{Schema: testSchema(t)}
+	pool := testPool(t, maxConns(8))
+	migrated(t, pool, opts)
+	storetest.Run(t, func(t *testing.T) refresh.TokenStore {
+		s, err := pgstore.New(pool, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := sealed.New(s, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := w.(refresh.Locker); !ok {
+			t.Fatal("sealed store over pgstore is not a refresh.Locker")
+		}
+		if _, ok := w.(refresh.CompareAndSwapper); !ok {
+			t.Fatal("sealed store over pgstore is not a refresh.CompareAndSwapper")
+		}
+		return w
+	})
+}

@@ -1,0 +1,151 @@
+// Package pgstore is a [refresh.TokenStore] that keeps tokens in a
+// PostgreSQL table, shared by every process and host that connects to the
+// database. It is a [refresh.Locker], so that of all those processes only
+// one refreshes a key at a time and the others adopt its token, and a
+// [refresh.CompareAndSwapper], so that a process that lost its lock can
+// never overwrite a newer token.
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	…
+//	opts := pgstore.Options{Schema: "myapp"}
+//	if err := pgstore.Migrate(ctx, pool, opts); err != nil { // once, or at every start
+//		…
+//	}
+//	store, err := pgstore.New(pool, opts)
+//	…
+//	eng, err := refresh.New(refresh.Config{OAuth2: conf, Store: store})
+//
+// It uses [github.com/jackc/pgx/v5]; the package is its own Go module, so
+// programs that do not use it do not depend on pgx.
+//
+// # The table
+//
+// [Migrate] creates it, and nothing else does: [New] does not touch the
+// database, and until the table exists every operation fails with an error
+// wrapping [ErrNoTable]. Run Migrate at deployment or at start-up; it is
+// idempotent. The table, "refresh_tokens" unless [Options] name another, is:
+//
+//	CREATE TABLE IF NOT EXISTS refresh_tokens (
+//		key           text COLLATE "C" PRIMARY KEY,
+//		access_token  text COLLATE "C" NOT NULL,
+//		token_type    text NOT NULL,
+//		refresh_token text COLLATE "C" NOT NULL,
+//		expiry        timestamptz NULL,
+//		expires_in    bigint NOT NULL,
+//		version       bigint NOT NULL,
+//		updated_at    timestamptz NOT NULL DEFAULT now()
+//	)
+//
+// One row per key. Empty token fields are stored as empty strings, a zero
+// Expiry as NULL; Expiry keeps microseconds (PostgreSQL's precision).
+// oauth2.Token.Extra is not stored. version starts at 1 and is incremented
+// by every write, updated_at set to the time of the write: both are for
+// people looking at the table, the store does not read them. The "C"
+// collation makes keys and tokens compare byte by byte, whatever the
+// database's collation. Keys and tokens must be valid UTF-8 without NUL
+// bytes (a PostgreSQL text value cannot hold others); any other is refused
+// with an error, never stored under another key.
+//
+// Tokens are stored in the clear: anyone who can read the table, its
+// backups or its replicas can use them. Wrap the store with
+// [github.com/oauthkit/refresh/sealed] to encrypt them; its Lock and
+// CompareAndSwap are this store's.
+//
+// # Writes
+//
+// Save is one upsert (INSERT … ON CONFLICT (key) DO UPDATE). CompareAndSwap
+// is one statement too: an INSERT … ON CONFLICT DO NOTHING when nothing is
+// expected, else an UPDATE … WHERE key = $1 AND access_token = $old AND
+// refresh_token = $old, and no row written means [refresh.ErrConflict].
+// PostgreSQL re-checks the UPDATE's WHERE against a row another
+// transaction changed meanwhile, so of concurrent swaps from one token
+// exactly one wins, without explicit transactions or locks.
+//
+// # Locks
+//
+// [Store.Lock] takes a session-level advisory lock, pg_try_advisory_lock,
+// whose 64-bit id is a hash of the table's schema and name and of the key.
+// The alternative, a transaction that holds SELECT … FOR UPDATE on the
+// key's row, was rejected for two reasons: it needs a row to lock, and the
+// first refresh of a key has none; and it would keep a transaction open
+// across the call to the token endpoint, which holds back vacuum and, under
+// a server's idle_in_transaction_session_timeout, ends the session in the
+// middle of the refresh. An advisory lock exists without a row, holds no
+// transaction, and dies with its session: if the holding process dies,
+// however it dies, the server sees its connection close and releases the
+// lock.
+//
+// Advisory locks belong to a session, that is to one connection, and a pool
+// hands out a different connection for each statement. So Lock takes a
+// connection out of the pool and keeps it there, unused, until unlock:
+// pg_advisory_unlock must run on the same connection, and the connection
+// must not serve anyone else while it holds the lock (a session can take
+// an advisory lock it already holds, so a pooled holder would let another
+// goroutine "take" the lock too). unlock then returns the connection to
+// the pool. If pg_advisory_unlock fails or does not answer within 2
+// seconds, unlock closes the connection instead, so that the server ends
+// the session and releases the lock; unlock never blocks longer, never
+// panics, and may be called more than once.
+//
+// Consequences for the pool:
+//
+//   - Each held lock keeps one connection for the time of a refresh, one
+//     call to the token endpoint. A Store holds at most MaxConns-1 locks,
+//     or attempts to take one, at a time (more wait for a turn), so that
+//     holders always leave a connection for their Load and CompareAndSwap;
+//     [New] refuses a pool of fewer than 2 connections. A program that
+//     refreshes many keys at once should size MaxConns for it.
+//   - Lock waits by polling: it tries pg_try_advisory_lock, and while
+//     another session holds the lock, tries again after a pause that
+//     grows from 2 ms to [Options.LockPoll] (50 ms by default), without
+//     keeping a connection between tries. A blocking pg_advisory_lock
+//     would wake up at once, but when its context ends, pgx (by default)
+//     abandons the connection, and the abandoned server session would go
+//     on waiting and take the lock later, for nobody. Each try is a
+//     statement of microseconds, a try whose answer is lost closes its
+//     connection, and only the processes that refresh the same key poll.
+//   - Advisory locks need real sessions: a pooler between the program and
+//     the server must give each client connection one server session
+//     (PgBouncer's session pooling, not transaction or statement pooling,
+//     where the lock and the unlock would run on different sessions).
+//
+// A lock cannot expire while its holder's session is alive, even if the
+// process is stopped. A session can still be ended under a live holder:
+// pg_terminate_backend, a server restart, a network failure, or
+// idle_session_timeout (a server setting that should be zero, or longer
+// than a refresh, for the connections of the store). Another process may
+// then lock the key and refresh. The first holder's save is a
+// CompareAndSwap against the token it read, which the other refresh
+// replaced, so it is refused with [refresh.ErrConflict] and the engine
+// adopts the stored token instead of overwriting it.
+//
+// # Lost connections
+//
+// After a server restart, or after the server terminated sessions, the
+// pool's idle connections are dead, and pgx only finds out when it next
+// uses one. A statement that fails because its connection had died before
+// it ran (pgx sent nothing, or the server had said it was ending the
+// session: SQLSTATE 57P01, 57P02 or 57P05) is run again on another
+// connection, up to one attempt more than the pool has connections (at
+// most 17), so that a pool of dead connections is worked through without
+// errors reaching the engine.
+// Other errors are returned as they are; the engine treats them as
+// temporary and tries again later.
+//
+// # Errors
+//
+// Load returns [refresh.ErrNotFound] only when the key has no row. Other
+// errors name the operation and the table, wrap pgx's error (and
+// [ErrNoTable] if the table or its schema does not exist, or the context's
+// error if it ended), and never contain a token: PostgreSQL's messages name
+// objects and types, not parameter values.
+//
+// # database/sql
+//
+// There is no database/sql variant, and for now none is planned: pgx is
+// what most Go programs that use PostgreSQL already have, and pgxpool is
+// what the lock's rules are written for. The same SQL works with
+// database/sql: Lock would take a *sql.Conn with DB.Conn for the lock and
+// unlock (the same rule: one session from lock to unlock), and close it
+// with Conn.Raw when the unlock fails. Ask if you need it.
+package pgstore

@@ -1,0 +1,184 @@
+package pgstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// unlockTimeout bounds an unlock: the pg_advisory_unlock, and closing the
+// connection if that fails.
+const unlockTimeout = 2 * time.Second
+
+// Lock implements [refresh.Locker] with a session-level advisory lock
+// (pg_try_advisory_lock) whose 64-bit id is a hash of the table's schema
+// and name and of key. It works whether or not key has a row.
+//
+// Lock takes a connection from the pool for itself and keeps it, out of
+// the pool, until unlock: advisory locks belong to the session that took
+// them. unlock releases the lock and returns the connection; if it cannot
+// (the connection broke, the server does not answer within 2 seconds) it
+// closes the connection, and the server releases the lock when the session
+// ends. If the process dies, the server sees its connection close and
+// releases the lock too.
+//
+// While another session holds the lock, Lock tries again after a short
+// pause that grows to [Options.LockPoll], without holding a connection
+// between tries, until it gets the lock or ctx ends. At most MaxConns-1
+// locks of one Store are held or being tried at a time, so that holders
+// always leave a connection for their own Load and CompareAndSwap; more
+// wait for a turn.
+func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error) {
+	ns, err := s.namespace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := lockID(ns, key)
+	delay := min(2*time.Millisecond, s.poll)
+	for {
+		conn, err := s.tryLock(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if conn != nil {
+			return s.unlocker(conn, id), nil
+		}
+		t := time.NewTimer(delay/2 + rand.N(delay/2+1)) // jitter: waiters do not poll in step
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
+		}
+		delay = min(2*delay, s.poll)
+	}
+}
+
+// tryLock tries once to take the advisory lock id. If it does, it returns
+// the connection that holds it, which also holds a slot; otherwise it
+// returns nil and holds nothing.
+func (s *Store) tryLock(ctx context.Context, id int64) (*pgxpool.Conn, error) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
+	}
+	var (
+		conn *pgxpool.Conn
+		got  bool
+	)
+	err := s.retry(ctx, func() error {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&got); err != nil {
+			// The server may have granted the lock before the error (a
+			// context that ended while the answer was on its way):
+			// end the session, and with it any lock it holds.
+			discard(ctx, c)
+			return err
+		}
+		conn = c
+		return nil
+	})
+	switch {
+	case err != nil:
+		<-s.slots
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
+		}
+		return nil, s.wrap("lock", err)
+	case !got:
+		conn.Release()
+		<-s.slots
+		return nil, nil
+	}
+	return conn, nil
+}
+
+// unlocker returns the unlock func of the lock id held by conn.
+func (s *Store) unlocker(conn *pgxpool.Conn, id int64) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			defer func() { <-s.slots }()
+			ctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+			defer cancel()
+			var released bool
+			err := conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", id).Scan(&released)
+			if err != nil || !released {
+				// The session is broken or no longer holds the lock
+				// (terminated, or reset behind our back). Ending it
+				// is the only sure way not to leave a lock behind,
+				// and a broken connection must not go back to the
+				// pool anyway.
+				discard(ctx, conn)
+				return
+			}
+			conn.Release()
+		})
+	}
+}
+
+// discard closes c and hands it back to the pool, which destroys closed
+// connections instead of reusing them. Closing is bounded by ctx (an ended
+// ctx still closes the socket).
+func discard(ctx context.Context, c *pgxpool.Conn) {
+	c.Conn().Close(ctx)
+	c.Release()
+}
+
+// namespace returns "schema\x00table" of the store's table as the server
+// resolves it, so that Stores configured with and without the schema (found
+// through search_path) take the same locks. It is looked up once.
+func (s *Store) namespace(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	ns := s.lockNS
+	s.mu.Unlock()
+	if ns != "" {
+		return ns, nil
+	}
+	var schema, table string
+	err := s.retry(ctx, func() error {
+		return s.pool.QueryRow(ctx,
+			"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"+
+				" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"+
+				" WHERE c.oid = pg_catalog.to_regclass($1)", s.ident).Scan(&schema, &table)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", fmt.Errorf("pgstore: lock in %s: %w", s.ident, ErrNoTable)
+	case err != nil:
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
+		}
+		return "", s.wrap("lock", err)
+	}
+	ns = schema + "\x00" + table
+	s.mu.Lock()
+	s.lockNS = ns
+	s.mu.Unlock()
+	return ns, nil
+}
+
+// lockID is the advisory lock id of key in the table ns: the first 8 bytes
+// of a SHA-256, so that ids of different keys and tables collide with
+// probability 2⁻⁶⁴ (and a collision only makes two keys wait for each
+// other).
+func lockID(ns, key string) int64 {
+	h := sha256.New()
+	h.Write([]byte("oauthkit/refresh/pgstore\x00"))
+	h.Write([]byte(ns))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return int64(binary.BigEndian.Uint64(h.Sum(nil)))
+}

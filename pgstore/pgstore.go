@@ -1,0 +1,295 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh"
+)
+
+// DefaultTable is the table name used when [Options.Table] is empty.
+const DefaultTable = "refresh_tokens"
+
+// ErrNoTable is wrapped by the errors of a store whose table (or schema)
+// does not exist: [Migrate] has not been run for it.
+var ErrNoTable = errors.New("table not found; create it with pgstore.Migrate")
+
+var (
+	_ refresh.Locker            = (*Store)(nil)
+	_ refresh.CompareAndSwapper = (*Store)(nil)
+)
+
+// Options configure a [Store] and [Migrate]. The zero value is the table
+// "refresh_tokens" found through the connections' search_path.
+type Options struct {
+	// Schema is the schema of the table. Optional: empty means the table
+	// is not qualified and is found through the search_path of the pool's
+	// connections.
+	Schema string
+
+	// Table is the name of the table. Optional: empty means
+	// [DefaultTable].
+	//
+	// Schema and Table are used as quoted identifiers, exactly as given:
+	// "Tokens" and "tokens" are different tables. Each must be valid
+	// UTF-8, without NUL bytes, and at most 63 bytes long (PostgreSQL
+	// would silently truncate a longer name).
+	Table string
+
+	// LockPoll is the longest pause between two attempts to take a lock
+	// that another session holds (see [Store.Lock]). Optional: zero means
+	// 50 ms. Waiting starts with shorter pauses, so a lock released
+	// quickly is taken quickly.
+	LockPoll time.Duration
+}
+
+func (o *Options) table() string {
+	if o.Table == "" {
+		return DefaultTable
+	}
+	return o.Table
+}
+
+func (o *Options) lockPoll() time.Duration {
+	if o.LockPoll <= 0 {
+		return 50 * time.Millisecond
+	}
+	return o.LockPoll
+}
+
+// ident returns the quoted, possibly schema-qualified name of the table, or
+// an error if a name cannot be one.
+func (o *Options) ident() (string, error) {
+	names := pgx.Identifier{o.table()}
+	if o.Schema != "" {
+		names = pgx.Identifier{o.Schema, o.table()}
+	}
+	for _, n := range names {
+		switch {
+		case len(n) > 63:
+			return "", fmt.Errorf("pgstore: name %q is longer than 63 bytes", n)
+		case !utf8.ValidString(n):
+			return "", fmt.Errorf("pgstore: name %q is not valid UTF-8", n)
+		case containsNUL(n):
+			return "", fmt.Errorf("pgstore: name %q contains a NUL byte", n)
+		}
+	}
+	return names.Sanitize(), nil
+}
+
+func containsNUL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Store is a [refresh.TokenStore] that keeps tokens in a PostgreSQL table,
+// one row per key. It implements [refresh.Locker] with session-level
+// advisory locks and [refresh.CompareAndSwapper] with a conditional UPDATE.
+// See the package documentation.
+//
+// A Store is safe for concurrent use, and any number of processes may use
+// Stores over the same table at the same time.
+type Store struct {
+	pool  *pgxpool.Pool
+	ident string        // quoted, possibly qualified table name; never changes
+	poll  time.Duration // longest pause between lock attempts
+	tries int           // attempts of a statement whose connection died (see retry)
+
+	// slots bounds the connections held by locks of this Store, so that
+	// holders always leave one for their own Load and CompareAndSwap.
+	slots chan struct{}
+
+	// The SQL of each operation, built once.
+	loadSQL, saveSQL, insertSQL, updateSQL string
+
+	mu     sync.Mutex // protects lockNS
+	lockNS string     // "schema\x00table" as resolved by the server; "" until known
+}
+
+// New returns a Store that keeps tokens in the table named by opts, using
+// connections of pool. It does not connect to the database and does not
+// create the table: run [Migrate] once (at deployment, or at start-up)
+// before using the store. Until then every operation fails with an error
+// wrapping [ErrNoTable].
+//
+// The pool must allow at least 2 connections (pgxpool's MaxConns): while a
+// key is locked, its lock holds one connection (see [Store.Lock]).
+func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("pgstore: nil pool")
+	}
+	ident, err := opts.ident()
+	if err != nil {
+		return nil, err
+	}
+	maxConns := int(pool.Config().MaxConns)
+	if maxConns < 2 {
+		return nil, fmt.Errorf("pgstore: the pool allows %d connection(s), need at least 2: a held lock keeps one", maxConns)
+	}
+	cols := "access_token, token_type, refresh_token, expiry, expires_in"
+	return &Store{
+		pool:  pool,
+		ident: ident,
+		poll:  opts.lockPoll(),
+		tries: min(maxConns, 16) + 1,
+		slots: make(chan struct{}, maxConns-1),
+
+		loadSQL: "SELECT " + cols + " FROM " + ident + " WHERE key = $1",
+		saveSQL: "INSERT INTO " + ident + " AS t (key, " + cols + ", version, updated_at)" +
+			" VALUES ($1, $2, $3, $4, $5, $6, 1, now())" +
+			" ON CONFLICT (key) DO UPDATE SET access_token = EXCLUDED.access_token," +
+			" token_type = EXCLUDED.token_type, refresh_token = EXCLUDED.refresh_token," +
+			" expiry = EXCLUDED.expiry, expires_in = EXCLUDED.expires_in," +
+			" version = t.version + 1, updated_at = now()",
+		insertSQL: "INSERT INTO " + ident + " (key, " + cols + ", version, updated_at)" +
+			" VALUES ($1, $2, $3, $4, $5, $6, 1, now())" +
+			" ON CONFLICT (key) DO NOTHING",
+		updateSQL: "UPDATE " + ident + " SET access_token = $2, token_type = $3, refresh_token = $4," +
+			" expiry = $5, expires_in = $6, version = version + 1, updated_at = now()" +
+			" WHERE key = $1 AND access_token = $7 AND refresh_token = $8",
+	}, nil
+}
+
+// Table returns the quoted, possibly schema-qualified name of the store's
+// table, as used in its SQL.
+func (s *Store) Table() string { return s.ident }
+
+// Load implements [refresh.TokenStore]. It returns [refresh.ErrNotFound]
+// if the table has no row for key.
+func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	var (
+		tok    oauth2.Token
+		expiry *time.Time
+	)
+	err := s.retry(ctx, func() error {
+		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(
+			&tok.AccessToken, &tok.TokenType, &tok.RefreshToken, &expiry, &tok.ExpiresIn)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, refresh.ErrNotFound
+	}
+	if err != nil {
+		return nil, s.wrap("load", err)
+	}
+	if expiry != nil {
+		tok.Expiry = *expiry
+	}
+	return &tok, nil
+}
+
+// Save implements [refresh.TokenStore]. It inserts or replaces the row of
+// key in one statement and increments its version. When Save returns nil
+// the transaction has committed.
+func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	if tok == nil {
+		return errors.New("pgstore: Save: nil token")
+	}
+	err := s.retry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, s.saveSQL, args(key, tok)...)
+		return err
+	})
+	if err != nil {
+		return s.wrap("save", err)
+	}
+	return nil
+}
+
+// CompareAndSwap implements [refresh.CompareAndSwapper] with one statement:
+// for old == nil an INSERT that does nothing if the key has a row, else an
+// UPDATE of the row whose access and refresh tokens are old's. If no row
+// was written it returns an error wrapping [refresh.ErrConflict].
+//
+// PostgreSQL re-checks the UPDATE's condition against a row another
+// transaction changed meanwhile, so of concurrent swaps from the same old
+// token exactly one succeeds.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
+	if new == nil {
+		return errors.New("pgstore: CompareAndSwap: nil token")
+	}
+	var tag pgconn.CommandTag
+	err := s.retry(ctx, func() error {
+		var err error
+		if old == nil {
+			tag, err = s.pool.Exec(ctx, s.insertSQL, args(key, new)...)
+		} else {
+			tag, err = s.pool.Exec(ctx, s.updateSQL, append(args(key, new), old.AccessToken, old.RefreshToken)...)
+		}
+		return err
+	})
+	if err != nil {
+		return s.wrap("compare-and-swap", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("pgstore: compare-and-swap in %s: %w", s.ident, refresh.ErrConflict)
+	}
+	return nil
+}
+
+// args returns the parameters $1…$6 of the write statements.
+func args(key string, tok *oauth2.Token) []any {
+	var expiry *time.Time // NULL: no expiry
+	if !tok.Expiry.IsZero() {
+		expiry = &tok.Expiry
+	}
+	return []any{key, tok.AccessToken, tok.TokenType, tok.RefreshToken, expiry, tok.ExpiresIn}
+}
+
+// retry runs a statement again when it failed because its pooled
+// connection had died before the statement ran (the server restarted or
+// terminated the session while it was idle in the pool): pgx only notices
+// when it next uses the connection, and then discards it. Each attempt
+// uses up one dead connection, so a whole pool of them is worked through
+// within a few attempts (bounded by the pool size). Errors that may have
+// happened after the statement ran are returned as they are.
+func (s *Store) retry(ctx context.Context, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt >= s.tries || ctx.Err() != nil || !diedBefore(err) {
+			return err
+		}
+	}
+}
+
+// diedBefore reports whether err shows that the connection was dead before
+// the statement was executed.
+func diedBefore(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true // pgx sent nothing
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "57P01", // admin_shutdown: pg_terminate_backend, or a fast shutdown
+			"57P02", // crash_shutdown
+			"57P05": // idle_session_timeout
+			// The server sends these to a session it ends; an idle
+			// session's next statement reads it instead of running.
+			return true
+		}
+	}
+	return false
+}
+
+// wrap returns err with the operation and table, and ErrNoTable when the
+// table or its schema is missing. PostgreSQL's messages name objects and
+// parameters' types, never their values, so no token ends up in it.
+func (s *Store) wrap(op string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // undefined_table, invalid_schema_name
+		return fmt.Errorf("pgstore: %s in %s: %w: %w", op, s.ident, ErrNoTable, err)
+	}
+	return fmt.Errorf("pgstore: %s in %s: %w", op, s.ident, err)
+}
