@@ -15,28 +15,40 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
 
-// TestSmoke pins the basic cycle: a request with the stored token, a
-// rejected token refreshed once, the rotated token persisted.
+// TestSmoke pins the basic cycle against refreshtest's strict server: a
+// request with the stored token, a rejected token refreshed once, the
+// rotated token persisted, no reuse.
 func TestSmoke(t *testing.T) {
-	as := newAuthServer(t)
-	e := newEngine(t, as, Config{})
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
+	store := new(MemoryStore)
+	e, err := New(Config{OAuth2: srv.Config(), Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := srv.Token()
+	if err := e.SetToken(t.Context(), "", login); err != nil {
+		t.Fatal(err)
+	}
 	c := e.Client(nil)
-	if code, body, err := get(t, c, as.apiSrv.URL); err != nil || code != 200 {
+	if code, body, err := get(t, c, srv.URL+"/v1/me"); err != nil || code != 200 {
 		t.Fatalf("got %d %q %v, want 200", code, body, err)
 	}
-	as.revokeAccess()
-	if code, body, err := get(t, c, as.apiSrv.URL); err != nil || code != 200 {
+	srv.RevokeAccessTokens()
+	if code, body, err := get(t, c, srv.URL+"/v1/me"); err != nil || code != 200 {
 		t.Fatalf("after revoke: got %d %q %v, want 200", code, body, err)
 	}
-	if n := as.refreshes.Load(); n != 1 {
-		t.Errorf("refreshes = %d, want 1", n)
+	st := srv.Stats()
+	if st.Refreshes != 1 || st.Reuses != 0 || st.Served401 != 1 {
+		t.Errorf("refreshes %d, reuses %d, 401s %d; want 1, 0, 1", st.Refreshes, st.Reuses, st.Served401)
 	}
-	stored, _ := e.store.Load(context.Background(), DefaultKey)
-	if got, want := stored.RefreshToken, as.token().RefreshToken; got != want {
-		t.Errorf("stored refresh token %q, want %q", got, want)
+	stored, _ := store.Load(t.Context(), DefaultKey)
+	if stored.RefreshToken == login.RefreshToken {
+		t.Errorf("stored refresh token was not rotated")
 	}
 }
 
@@ -162,31 +174,31 @@ func TestLate401(t *testing.T) {
 // in the shared store (another process refreshed) and adopts it without
 // calling the endpoint.
 func TestAdoptFromStore(t *testing.T) {
-	as := newAuthServer(t)
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
 	store := new(MemoryStore)
-	e1 := newEngine(t, as, Config{Store: store})
-	e2, err := New(Config{OAuth2: as.config(), Store: store})
-	if err != nil {
-		t.Fatal(err)
+	store.Save(t.Context(), DefaultKey, srv.Token())
+	var clients []*http.Client
+	for range 2 {
+		e, err := New(Config{OAuth2: srv.Config(), Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, e.Client(nil))
 	}
-	c1, c2 := e1.Client(nil), e2.Client(nil)
-	for _, c := range []*http.Client{c1, c2} { // both load the first token
-		if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+	for _, c := range clients { // both load the first token
+		if code, _, err := get(t, c, srv.URL+"/v1/me"); code != 200 {
 			t.Fatalf("warm-up: %d %v", code, err)
 		}
 	}
-	as.revokeAccess()
-	if code, _, err := get(t, c1, as.apiSrv.URL); code != 200 {
-		t.Fatalf("engine 1: %d %v", code, err)
+	srv.RevokeAccessTokens()
+	for i, c := range clients {
+		if code, _, err := get(t, c, srv.URL+"/v1/me"); code != 200 {
+			t.Fatalf("engine %d: %d %v", i+1, code, err)
+		}
 	}
-	if code, _, err := get(t, c2, as.apiSrv.URL); code != 200 {
-		t.Fatalf("engine 2: %d %v", code, err)
-	}
-	if got := as.refreshes.Load(); got != 1 {
-		t.Errorf("token-endpoint calls = %d, want 1", got)
-	}
-	if got := as.reuses.Load(); got != 0 {
-		t.Errorf("reuses = %d, want 0", got)
+	if st := srv.Stats(); st.TokenRequests != 1 || st.Reuses != 0 {
+		t.Errorf("token requests %d, reuses %d; want 1 and 0", st.TokenRequests, st.Reuses)
 	}
 }
 
