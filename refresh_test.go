@@ -536,9 +536,10 @@ func TestCancelledCallerDetachedRefresh(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("cancelled caller still waiting for the refresh")
 	}
+	first := as.token().AccessToken // the server rotates only once released
 	close(as.hold)
 	// The refresh goes on without its caller and publishes the new token.
-	waitFor(t, func() bool { return e.entry(DefaultKey).cur.Load().tok.AccessToken == as.token().AccessToken })
+	waitFor(t, func() bool { return e.entry(DefaultKey).cur.Load().tok.AccessToken != first })
 	tok, err := e.Token(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
