@@ -350,7 +350,7 @@ func TestChecksFailBrokenStores(t *testing.T) {
 		fails: []string{"CAS/Create"},
 	}, {
 		name:  "CompareAndSwap checks, then writes later",
-		store: casStoreOf(refresh.SameToken, errConflict, time.Millisecond),
+		store: casStoreOf(refresh.SameToken, errConflict, 50*time.Millisecond), // a wide window, so even a loaded machine interleaves the racers
 		fails: []string{"CAS/Race"},
 	}, {
 		name:  "CompareAndSwap conflicts with an opaque error",
