@@ -43,8 +43,9 @@ type strictServer struct {
 
 	// hold, when set, stops the next refresh until release is closed;
 	// held receives the worker id of the request it holds. rotate says
-	// whether the held request is then served (true) or dropped without
-	// effect, as if it never arrived (false).
+	// whether the held request rotates the token at once and is answered
+	// only on release (true), or is dropped without effect on release, as
+	// if it never arrived (false).
 	hold    bool
 	held    chan string
 	release chan struct{}
@@ -86,34 +87,43 @@ func (s *strictServer) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.refreshes.Add(1)
 	rt := r.FormValue("refresh_token")
 	s.mu.Lock()
-	if s.hold {
-		s.hold = false
+	hold, rotate := s.hold, s.rotate
+	s.hold = false
+	if hold && !rotate {
+		// As if the request never arrived: hold it, then drop it.
 		s.mu.Unlock()
 		s.held <- r.Header.Get("X-Worker")
 		<-s.release
-		s.mu.Lock()
-		if !s.rotate {
-			s.mu.Unlock()
-			http.Error(w, "dropped", http.StatusServiceUnavailable)
-			return
-		}
+		http.Error(w, "dropped", http.StatusServiceUnavailable)
+		return
 	}
-	defer s.mu.Unlock()
+	status, body := s.grant(rt)
+	s.mu.Unlock()
+	if hold {
+		// The server has rotated; the answer waits, so the test can kill
+		// the client between the token response and its save.
+		s.held <- r.Header.Get("X-Worker")
+		<-s.release
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
+
+// grant applies a refresh with rt and returns the answer. Called with mu
+// held.
+func (s *strictServer) grant(rt string) (int, string) {
 	if s.spent[rt] {
 		s.reuses.Add(1)
 		s.revoked = true
 	}
 	if s.revoked || rt != s.refresh {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		io.WriteString(w, `{"error":"invalid_grant"}`)
-		return
+		return http.StatusBadRequest, `{"error":"invalid_grant"}`
 	}
 	s.spent[rt] = true
 	s.issue()
 	s.rotations.Add(1)
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"access_token":%q,"refresh_token":%q,"token_type":"bearer","expires_in":%d}`, s.access, s.refresh, s.lifetime)
+	return http.StatusOK, fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"token_type":"bearer","expires_in":%d}`, s.access, s.refresh, s.lifetime)
 }
 
 func (s *strictServer) serveAPI(w http.ResponseWriter, r *http.Request) {
