@@ -25,18 +25,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/oauthkit/refresh"
 	"github.com/oauthkit/refresh/examples/internal/exampleutil"
-	"golang.org/x/oauth2"
 )
 
 // The authorize server is a setting in 2BA's refresh documentation
@@ -114,44 +111,9 @@ func run(login bool, authorizeServer, apiURL, storeDir string, calls int, every 
 		return 1
 	}
 
-	if login {
-		// After a login, hand its token to the engine: SetToken saves it in
-		// the store, where every later run starts from. Only then: a
-		// refresh token stored again later would be one already replaced.
-		rt := os.Getenv("TWOBA_REFRESH_TOKEN")
-		if rt == "" {
-			fmt.Fprintln(os.Stderr, "2ba: -login needs TWOBA_REFRESH_TOKEN")
-			return 2
-		}
-		if err := eng.SetToken(ctx, refresh.DefaultKey, &oauth2.Token{RefreshToken: rt}); err != nil {
-			fmt.Fprintln(os.Stderr, "2ba:", err)
-			return 1
-		}
-		fmt.Println("stored the new login's refresh token", refresh.Fingerprint(rt))
-	}
-
-	client := eng.Client(&http.Client{Timeout: 30 * time.Second})
-	status := 0
-	for i := range calls {
-		if i > 0 {
-			time.Sleep(every)
-		}
-		summary, err := exampleutil.Get(ctx, client, apiURL)
-		var rerr *refresh.Error
-		switch {
-		case errors.Is(err, refresh.ErrReauthRequired):
-			reauth(os.Stderr, authorizeServer)
-			return exitReauth
-		case errors.As(err, &rerr) && rerr.Temporary():
-			fmt.Fprintln(os.Stderr, "2ba: token service unavailable, trying again later:", err)
-			status = 1 // unless a later call succeeds
-			continue
-		case err != nil:
-			fmt.Fprintln(os.Stderr, "2ba:", err)
-			return 1
-		}
-		fmt.Println(summary)
-		status = 0
-	}
-	return status
+	return exampleutil.Session{
+		Name: "2ba", RefreshEnv: "TWOBA_REFRESH_TOKEN", APIURL: apiURL, Calls: calls, Every: every,
+		Reauth:       func(w io.Writer) { reauth(w, authorizeServer) },
+		ReauthStatus: exitReauth,
+	}.Run(ctx, eng, login)
 }

@@ -25,11 +25,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
@@ -118,45 +116,9 @@ func run(login bool, storeDir string, calls int, every time.Duration) int {
 		return 1
 	}
 
-	if login {
-		// After a login, hand its token to the engine: SetToken saves it in
-		// the store, where every later run starts from. Only then: a
-		// refresh token stored again later would be one already rotated
-		// away, and sending it would be a reuse.
-		rt := os.Getenv("GW2ME_REFRESH_TOKEN")
-		if rt == "" {
-			fmt.Fprintln(os.Stderr, "gw2me: -login needs GW2ME_REFRESH_TOKEN")
-			return 2
-		}
-		if err := eng.SetToken(ctx, refresh.DefaultKey, &oauth2.Token{RefreshToken: rt}); err != nil {
-			fmt.Fprintln(os.Stderr, "gw2me:", err)
-			return 1
-		}
-		fmt.Println("stored the new login's refresh token", refresh.Fingerprint(rt))
-	}
-
-	client := eng.Client(&http.Client{Timeout: 30 * time.Second})
-	status := 0
-	for i := range calls {
-		if i > 0 {
-			time.Sleep(every)
-		}
-		summary, err := exampleutil.Get(ctx, client, apiURL)
-		var rerr *refresh.Error
-		switch {
-		case errors.Is(err, refresh.ErrReauthRequired):
-			reauth(os.Stderr, clientID)
-			return exitReauth
-		case errors.As(err, &rerr) && rerr.Temporary():
-			fmt.Fprintln(os.Stderr, "gw2me: token endpoint unavailable, trying again later:", err)
-			status = 1 // unless a later call succeeds
-			continue
-		case err != nil:
-			fmt.Fprintln(os.Stderr, "gw2me:", err)
-			return 1
-		}
-		fmt.Println(summary)
-		status = 0
-	}
-	return status
+	return exampleutil.Session{
+		Name: "gw2me", RefreshEnv: "GW2ME_REFRESH_TOKEN", APIURL: apiURL, Calls: calls, Every: every,
+		Reauth:       func(w io.Writer) { reauth(w, clientID) },
+		ReauthStatus: exitReauth,
+	}.Run(ctx, eng, login)
 }
