@@ -53,9 +53,11 @@
 // token may already be invalid. A refresh runs detached from the context of
 // the caller that started it, bounded by Config.RefreshTimeout: a caller
 // that gives up gets its context's error, and the refresh still serves the
-// others. A request is retried at most once, and only if its body can be
-// replayed. The token is not sent to another host, or over http, when a
-// request is redirected.
+// others. A request is retried after at most one refresh, and only if its
+// body can be replayed; if the retry is rejected because another process
+// replaced that token meanwhile, it follows the newer token once, with no
+// second refresh. The token is not sent to another host, or over http, when
+// a request is redirected.
 //
 // # Stores
 //

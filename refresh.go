@@ -447,6 +447,64 @@ func (e *Engine) rejected(ctx context.Context, key string, ent *entry, s *snapsh
 	return e.await(ctx, key, ent, s, false)
 }
 
+// adopt returns a token newer than s, from memory or from the store, for a
+// request whose retry with s was rejected too. It never calls the token
+// endpoint; without a newer token it returns s.
+func (e *Engine) adopt(ctx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
+	if cur := ent.cur.Load(); cur != s && cur.usable() {
+		return cur, nil
+	}
+	ch := e.flights.DoChan(key+"\x00adopt", func() (any, error) {
+		return e.adoptFlight(ctx, key, ent, s)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*snapshot), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// adoptFlight is step 2 of flight alone: under the key's locks, re-read
+// the store and publish a newer usable token if it holds one.
+func (e *Engine) adoptFlight(callerCtx context.Context, key string, ent *entry, s *snapshot) (*snapshot, error) {
+	ent.mu.Lock()
+	defer ent.mu.Unlock()
+	if cur := ent.cur.Load(); cur != s {
+		if cur.usable() {
+			return cur, nil
+		}
+		return s, nil
+	}
+	if ent.pending != nil {
+		return s, nil // the store is behind memory
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), e.timeout)
+	defer cancel()
+	if l, ok := e.store.(Locker); ok {
+		unlock, err := l.Lock(ctx, key)
+		if err != nil {
+			return s, nil
+		}
+		defer unlock()
+	}
+	stored, err := e.store.Load(ctx, key)
+	if err != nil || stored == nil || SameToken(stored, s.tok) {
+		return s, nil
+	}
+	ent.seen, ent.seenOK = copyToken(stored), true
+	ns := unsendable(e.newSnapshot(key, copyToken(stored)))
+	if !ns.fresh() {
+		return s, nil
+	}
+	ent.publish(ns)
+	e.logInfo("adopted stored token", key, ns.tok)
+	return ns, nil
+}
+
 // await joins the key's refresh flight, or starts one, to replace s. The
 // flight runs detached from ctx; if ctx ends first, await returns ctx.Err()
 // and the flight goes on for the others. early means s is still valid and

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,5 +143,43 @@ func TestCompareAndSwapConflict(t *testing.T) {
 	}
 	if stored, _ := store.Load(t.Context(), DefaultKey); stored.RefreshToken != "MINE-RT2" {
 		t.Errorf("stored refresh token %q, want %q", stored.RefreshToken, "MINE-RT2")
+	}
+}
+
+// TestRetryFollowsNewerToken: the retry after a refresh is rejected too,
+// because another process rotated the token in between (one access token
+// per grant). The request follows the newer token from the store, without
+// a second refresh.
+func TestRetryFollowsNewerToken(t *testing.T) {
+	store := new(MemoryStore)
+	var calls atomic.Int64
+	e, _ := New(Config{Store: store, Endpoint: EndpointFunc(func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+		calls.Add(1)
+		return &oauth2.Token{AccessToken: "T2", RefreshToken: "R2"}, nil
+	})})
+	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "T1", RefreshToken: "R1"})
+	var sent []string
+	api := stubRT(func(r *http.Request) (*http.Response, error) {
+		auth := r.Header.Get("Authorization")
+		sent = append(sent, auth)
+		if auth == "Bearer T2" {
+			// A peer refreshes right now: T2 dies, T3 is stored.
+			store.Save(context.Background(), DefaultKey, &oauth2.Token{AccessToken: "T3", RefreshToken: "R3"})
+		}
+		if auth != "Bearer T3" {
+			return response(r, 401, nil, ""), nil
+		}
+		return response(r, 200, nil, "ok"), nil
+	})
+	c := &http.Client{Transport: &Transport{Engine: e, Base: api}}
+	code, _, err := get(t, c, "http://api.test/")
+	if err != nil || code != 200 {
+		t.Fatalf("got %d %v, want 200", code, err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("token-endpoint calls = %d, want 1", calls.Load())
+	}
+	if want := []string{"Bearer T1", "Bearer T2", "Bearer T3"}; !slices.Equal(sent, want) {
+		t.Errorf("sent %q, want %q", sent, want)
 	}
 }

@@ -51,7 +51,10 @@ var errNoEngine = errors.New("refresh: Transport.Engine is nil")
 // it refreshes the token, unless another request already did, and sends req
 // once more with the new token, provided its body can be replayed (nil,
 // [http.NoBody] or GetBody set). Otherwise the 401 response is returned as
-// it is, and the next request gets the new token.
+// it is, and the next request gets the new token. If the retry is rejected
+// because the new token was itself replaced meanwhile (another process
+// rotated it), the request follows the newest token once; it never causes a
+// second refresh.
 //
 // A request redirected to another host, or from https to http, goes out
 // without the token.
@@ -95,16 +98,34 @@ func (t *Transport) retry(base http.RoundTripper, req *http.Request, resp *http.
 		discard(resp)
 		return nil, err
 	}
-	r := authorize(req, ns.auth)
+	resp2, err := resend(base, req, resp, ns)
+	if err != nil || resp2 == resp || !t.Engine.rejects(resp2) {
+		return resp2, err
+	}
+	// The token of the retry may itself have been replaced while it was
+	// in flight (another process rotated it: servers such as gw2.me keep
+	// one access token per grant). That is the generation check again: a
+	// newer token in memory or in the store is followed, once, but the
+	// endpoint is never called a second time for this request.
+	if nn, aerr := t.Engine.adopt(req.Context(), key, ent, ns); aerr == nil && nn != ns {
+		return resend(base, req, resp2, nn)
+	}
+	return resp2, nil // a second 401 is returned as is
+}
+
+// resend sends req again with the token of s and discards prev. If the body
+// cannot be had again, it returns prev untouched.
+func resend(base http.RoundTripper, req *http.Request, prev *http.Response, s *snapshot) (*http.Response, error) {
+	r := authorize(req, s.auth)
 	if req.Body != nil && req.Body != http.NoBody {
-		body, gerr := req.GetBody()
-		if gerr != nil {
-			return resp, nil
+		body, err := req.GetBody()
+		if err != nil {
+			return prev, nil
 		}
 		r.Body = body
 	}
-	discard(resp)
-	return base.RoundTrip(r) // a second 401 is returned as is
+	discard(prev)
+	return base.RoundTrip(r)
 }
 
 // rejects reports whether resp says the token is no good, so refreshing may
