@@ -1,0 +1,221 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh"
+)
+
+// TestFaultsPassThrough: a Faults that injects nothing leaves a store
+// conforming, with the capabilities it had.
+func TestFaultsPassThrough(t *testing.T) {
+	var f Faults
+	t.Run("Memory", func(t *testing.T) {
+		Run(t, func(t *testing.T) refresh.TokenStore { return f.Wrap(new(refresh.MemoryStore)) })
+	})
+	t.Run("LockCAS", func(t *testing.T) {
+		Run(t, func(t *testing.T) refresh.TokenStore { return f.Wrap(newLockStore()) })
+	})
+	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 {
+		t.Errorf("calls not counted: %+v", st.Calls)
+	}
+}
+
+type plainStore struct{ m refresh.MemoryStore }
+
+func (s *plainStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	return s.m.Load(ctx, key)
+}
+func (s *plainStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	return s.m.Save(ctx, key, tok)
+}
+
+type lockOnly struct {
+	plainStore
+	l *lockStore
+}
+
+func (s *lockOnly) Lock(ctx context.Context, key string) (func(), error) { return s.l.Lock(ctx, key) }
+
+func TestFaultsKeepCapabilities(t *testing.T) {
+	var f Faults
+	for _, c := range []struct {
+		name         string
+		s            refresh.TokenStore
+		locker, swap bool
+	}{
+		{"plain", new(plainStore), false, false},
+		{"cas", new(refresh.MemoryStore), false, true},
+		{"locker", &lockOnly{l: newLockStore()}, true, false},
+		{"both", newLockStore(), true, true},
+	} {
+		w := f.Wrap(c.s)
+		_, l := w.(refresh.Locker)
+		_, s := w.(refresh.CompareAndSwapper)
+		if l != c.locker || s != c.swap {
+			t.Errorf("%s: wrapped store is Locker %v, CompareAndSwapper %v; want %v, %v", c.name, l, s, c.locker, c.swap)
+		}
+	}
+}
+
+func catch(f func()) (v any) {
+	defer func() { v = recover() }()
+	f()
+	return nil
+}
+
+// TestFaultsScript: scripted faults are taken in order by the calls they
+// match, once each, and do what their kind says.
+func TestFaultsScript(t *testing.T) {
+	ctx := context.Background()
+	var f Faults
+	inner := newLockStore()
+	s := f.Wrap(inner).(interface {
+		refresh.Locker
+		refresh.CompareAndSwapper
+	})
+	t1 := &oauth2.Token{AccessToken: "at1", RefreshToken: "rt1"}
+	t2 := &oauth2.Token{AccessToken: "at2", RefreshToken: "rt2"}
+	mine := errors.New("mine")
+	f.Script(
+		Fault{Op: OpSave, Kind: FaultError, Key: "b"},
+		Fault{Op: OpSave, Kind: FaultErrorAfter},
+		Fault{Op: OpCompareAndSwap, Kind: FaultPanic},
+		Fault{Op: OpCompareAndSwap, Kind: FaultPanicAfter},
+		Fault{Op: OpLoad, Kind: FaultError, Err: mine},
+	)
+	// The first Save for "a" skips the fault for "b" and takes ErrorAfter:
+	// the token is saved, the caller told otherwise.
+	if err := s.Save(ctx, "a", t1); !errors.Is(err, ErrInjected) {
+		t.Fatalf("Save: got %v, want ErrInjected", err)
+	}
+	if got, _ := inner.Load(ctx, "a"); !refresh.SameToken(got, t1) {
+		t.Errorf("FaultErrorAfter did not reach the store")
+	}
+	if err := s.Save(ctx, "b", t1); !errors.Is(err, ErrInjected) {
+		t.Fatalf("Save(b): got %v, want ErrInjected", err)
+	}
+	if _, err := inner.Load(ctx, "b"); !errors.Is(err, refresh.ErrNotFound) {
+		t.Errorf("FaultError reached the store: %v", err)
+	}
+	if v := catch(func() { s.CompareAndSwap(ctx, "a", t1, t2) }); v == nil {
+		t.Fatalf("CompareAndSwap did not panic")
+	}
+	if got, _ := inner.Load(ctx, "a"); !refresh.SameToken(got, t1) {
+		t.Errorf("FaultPanic reached the store")
+	}
+	v := catch(func() { s.CompareAndSwap(ctx, "a", t1, t2) })
+	if v == nil || strings.Contains(v.(string), "at") && strings.Contains(v.(string), "rt2") {
+		t.Fatalf("CompareAndSwap: panic value %v", v)
+	}
+	if got, _ := inner.Load(ctx, "a"); !refresh.SameToken(got, t2) {
+		t.Errorf("FaultPanicAfter did not reach the store")
+	}
+	if _, err := s.Load(ctx, "a"); err != mine {
+		t.Errorf("Load: got %v, want the scripted error", err)
+	}
+	if _, err := s.Load(ctx, "a"); err != nil || f.Pending() != 0 {
+		t.Errorf("after the script: Load error %v, %d faults pending", err, f.Pending())
+	}
+	st := f.Stats()
+	if st.Total(OpSave) != 2 || st.Injected[OpCompareAndSwap][FaultPanic] != 1 || st.Injected[OpCompareAndSwap][FaultPanicAfter] != 1 || st.Calls[OpLoad] != 2 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestFaultsLock: a Lock that fails after taking the lock releases it; an
+// unlock that panics releases it first; a gate holds a call until it opens
+// and its context ends the wait.
+func TestFaultsLock(t *testing.T) {
+	ctx := context.Background()
+	var f Faults
+	s := f.Wrap(newLockStore()).(refresh.Locker)
+	f.Script(Fault{Op: OpLock, Kind: FaultErrorAfter}, Fault{Op: OpUnlock, Kind: FaultPanic})
+	if _, err := s.Lock(ctx, "k"); !errors.Is(err, ErrInjected) {
+		t.Fatalf("Lock: got %v, want ErrInjected", err)
+	}
+	unlock, err := s.Lock(ctx, "k") // taken again: the failed one was released
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := catch(unlock); v == nil {
+		t.Errorf("unlock did not panic")
+	}
+	gate := make(chan struct{})
+	reached := make(chan struct{}, 1)
+	f.Script(Fault{Op: OpLock, Gate: gate, Reached: reached})
+	done := make(chan error)
+	go func() {
+		u, err := s.Lock(ctx, "k") // free again: the panicking unlock released it
+		if err == nil {
+			u()
+		}
+		done <- err
+	}()
+	<-reached
+	select {
+	case err := <-done:
+		t.Fatalf("Lock returned %v before its gate opened", err)
+	default:
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Errorf("gated Lock: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	f.Script(Fault{Op: OpLoad, Gate: make(chan struct{})})
+	if _, err := s.Load(cctx, "k"); !errors.Is(err, context.Canceled) {
+		t.Errorf("gated Load with an ended context: got %v", err)
+	}
+}
+
+// TestFaultsRandom: random faults follow their rates and repeat with the
+// seed.
+func TestFaultsRandom(t *testing.T) {
+	run := func(seed uint64) (FaultStats, []bool) {
+		var f Faults
+		f.SetRandom(Random{Seed: seed, Ops: []Op{OpSave}, Error: 0.25, Panic: 0.25})
+		s := f.Wrap(new(refresh.MemoryStore))
+		var outcome []bool
+		for range 400 {
+			v := catch(func() {
+				err := s.Save(context.Background(), "k", &oauth2.Token{AccessToken: "a"})
+				outcome = append(outcome, err == nil)
+			})
+			if v != nil {
+				outcome = append(outcome, false)
+			}
+			if _, err := s.Load(context.Background(), "k"); err != nil && !errors.Is(err, refresh.ErrNotFound) {
+				t.Fatalf("Load failed although only Save may: %v", err)
+			}
+		}
+		return f.Stats(), outcome
+	}
+	st, a := run(7)
+	_, b := run(7)
+	if strings.Join(boolStrings(a), "") != strings.Join(boolStrings(b), "") {
+		t.Errorf("the same seed gave different faults")
+	}
+	e, p := st.Injected[OpSave][FaultError], st.Injected[OpSave][FaultPanic]
+	if e < 60 || e > 140 || p < 60 || p > 140 || st.Total(OpLoad) != 0 {
+		t.Errorf("with rates 0.25/0.25 over 400 saves: %d errors, %d panics, %d load faults", e, p, st.Total(OpLoad))
+	}
+}
+
+func boolStrings(bs []bool) []string {
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		if b {
+			out[i] = "1"
+		} else {
+			out[i] = "0"
+		}
+	}
+	return out
+}
