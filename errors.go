@@ -1,12 +1,17 @@
 package refresh
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // ErrReauthRequired means the key's refresh token is gone or was rejected by
@@ -151,4 +156,45 @@ func sanitizeDescription(s string, secrets ...string) string {
 		s = s[:cut] + "…"
 	}
 	return s
+}
+
+// classify turns an endpoint's error into an *Error for key: which failures
+// need a new login, which are the client's configuration, which are
+// temporary. The response body decides first, then the status.
+func classify(key string, err error, base *oauth2.Token) *Error {
+	var x *Error
+	var ne net.Error
+	if errors.As(err, &x) {
+		c := *x
+		x = &c
+	} else {
+		x = &Error{Err: err}
+	}
+	x.Key = key
+	x.Description = sanitizeDescription(x.Description, base.AccessToken, base.RefreshToken)
+	if x.Err == nil {
+		switch x.Code {
+		case "invalid_grant":
+			x.Err = ErrReauthRequired
+		case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope":
+			x.Err = ErrClientConfig
+		case "":
+			switch {
+			case x.StatusCode == http.StatusBadRequest:
+				// A 400 without an OAuth code is what some servers
+				// (WSO2's HTML error page) send for an expired refresh
+				// token; it will not be sent again either way.
+				x.Err = ErrReauthRequired
+			case x.StatusCode == http.StatusUnauthorized, x.StatusCode == http.StatusForbidden,
+				x.StatusCode == http.StatusNotFound, x.StatusCode == http.StatusMethodNotAllowed,
+				x.StatusCode >= 300 && x.StatusCode <= 399:
+				// The client is refused, or the URL is wrong.
+				x.Err = ErrClientConfig
+			}
+		}
+	}
+	x.temporary = x.Code == "" && !errors.Is(x, ErrReauthRequired) && !errors.Is(x, ErrClientConfig) &&
+		(x.temporary || temporaryStatus(x.StatusCode) ||
+			x.StatusCode == 0 && (errors.As(x.Err, &ne) || errors.Is(x.Err, context.DeadlineExceeded)))
+	return x
 }

@@ -1,0 +1,138 @@
+package refresh
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// entry is the state of one key.
+type entry struct {
+	// cur is the token in use, nil until the key is first loaded. A
+	// published snapshot's token never changes (only its due flag and
+	// timer do); a new token comes in a new snapshot, so pointer identity
+	// is the token's generation.
+	cur atomic.Pointer[snapshot]
+
+	mu sync.Mutex // serializes refreshes, SetToken and saves of this key
+
+	// pending is a published snapshot whose Save failed, so the store is
+	// behind memory and must not be trusted for this key. Guarded by mu.
+	pending *snapshot
+
+	// After a temporary failure, no refresh before coolUntil; coolErr is
+	// the failure. Guarded by mu.
+	coolUntil time.Time
+	coolErr   *Error
+
+	// seen is the token last known to be in the store (nil: none), the
+	// "old" of a compare-and-swap save; valid when seenOK. Guarded by mu.
+	seen   *oauth2.Token
+	seenOK bool
+}
+
+// snapshot is one published token of a key with what the hot path needs.
+type snapshot struct {
+	tok *oauth2.Token // private copy; nil only when latched without a token
+
+	// auth is the Authorization header value, shared read-only by all
+	// requests; nil when the token cannot be sent (see bad and latch).
+	auth []string
+
+	refreshAt time.Time // when to refresh proactively; zero: only on 401
+
+	// due is set by timer at refreshAt, so that the hot path reads a flag
+	// instead of the clock. The timer runs on the monotonic clock: after
+	// a machine's sleep it may fire late, and the API's 401 then triggers
+	// the refresh instead.
+	due   atomic.Bool
+	timer *time.Timer // guarded by entry.mu; stopped when s is replaced
+
+	bad       error     // tok cannot be put in a header (ErrInvalidToken)
+	latch     error     // refreshing cannot help (ErrReauthRequired)
+	recheckAt time.Time // latched: when the store may be read again
+}
+
+// usable reports whether the published snapshot s can be sent as is. It is
+// the whole cost of the hot path: no lock, no clock, no allocation.
+func (s *snapshot) usable() bool {
+	return s != nil && s.auth != nil && !s.due.Load()
+}
+
+// fresh is usable for a snapshot that is not published yet.
+func (s *snapshot) fresh() bool {
+	return s.auth != nil && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt))
+}
+
+// postpone re-arms the refresh timer of the current snapshot s after a
+// failed early refresh: halfway to its expiry, at most earlyRetry ahead.
+// Called with ent.mu held.
+func (ent *entry) postpone(s *snapshot) {
+	d := min(time.Until(s.tok.Expiry)/2, earlyRetry)
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.due.Store(false)
+	s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
+}
+
+// publish makes s the current snapshot of ent and arms its refresh timer.
+// Called with ent.mu held.
+func (ent *entry) publish(s *snapshot) {
+	if !s.refreshAt.IsZero() && s.auth != nil {
+		if d := time.Until(s.refreshAt); d > 0 {
+			s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
+		} else {
+			s.due.Store(true)
+		}
+	}
+	if old := ent.cur.Swap(s); old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+}
+
+// newSnapshot prepares t for the hot path.
+func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
+	s := &snapshot{tok: t}
+	if !t.Expiry.IsZero() {
+		// Clamp the skew to half the lifetime. When the lifetime is not
+		// known (a stored token without expires_in), the time left is a
+		// lower bound of it.
+		life := time.Duration(t.ExpiresIn) * time.Second
+		if life <= 0 {
+			life = time.Until(t.Expiry)
+		}
+		skew := min(e.skew, life/2)
+		s.refreshAt = t.Expiry.Add(-max(skew, 0))
+	}
+	typ := t.Type()
+	if t.AccessToken == "" || !headerSafe(t.AccessToken) || !headerSafe(typ) {
+		s.bad = &Error{Key: key, Err: ErrInvalidToken}
+		return s
+	}
+	s.auth = []string{typ + " " + t.AccessToken}
+	return s
+}
+
+// unsendable marks a snapshot whose access token is missing or unsafe as due
+// for refresh at once: its refresh token may still be good. Not used for a
+// token that a refresh just returned, which would refresh in a loop.
+func unsendable(s *snapshot) *snapshot {
+	if s.bad != nil {
+		s.refreshAt = time.Unix(0, 0)
+	}
+	return s
+}
+
+// headerSafe reports whether v can be sent in a header field without
+// changing its meaning: no control characters (CR, LF, NUL and the others).
+func headerSafe(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
