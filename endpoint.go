@@ -130,7 +130,7 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 		}
 		req.SetBasicAuth(id, secret)
 	}
-	return send(httpClient(f.HTTPClient), req, tok.RefreshToken, f.ClientSecret)
+	return send(httpClient(f.HTTPClient), req, tok.RefreshToken, tok.AccessToken, f.ClientSecret)
 }
 
 func (f *FormEndpoint) validate() error {
@@ -168,7 +168,7 @@ func (j *JSONEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 	copyHeader(req.Header, j.Header)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	return send(httpClient(j.HTTPClient), req, tok.RefreshToken)
+	return send(httpClient(j.HTTPClient), req, tok.RefreshToken, tok.AccessToken)
 }
 
 func (j *JSONEndpoint) validate() error {
@@ -178,13 +178,24 @@ func (j *JSONEndpoint) validate() error {
 	return checkClient(j.HTTPClient)
 }
 
-// send posts req once and interprets the answer. secrets are redacted from
-// anything kept of the response.
+// send posts req once and interprets the answer. secrets (the tokens and
+// the client secret of the request) are redacted from anything kept of the
+// response, in every encoding.
 func send(client *http.Client, req *http.Request, secrets ...string) (*oauth2.Token, error) {
+	tok, x := exchange(client, req, secrets)
+	if x != nil {
+		x.clean(secrets...)
+		return nil, x
+	}
+	return tok, nil
+}
+
+func exchange(client *http.Client, req *http.Request, secrets []string) (*oauth2.Token, *Error) {
 	resp, err := client.Do(req)
 	if err != nil {
-		// url.Error names the method and URL, never the body.
-		return nil, &Error{Err: err}
+		// url.Error names the method and URL, never the body. It is
+		// classified here, while the cause can still be examined.
+		return nil, &Error{Err: err, temporary: isNetError(err)}
 	}
 	body, rerr := tokenwire.ReadBody(resp.Body)
 	resp.Body.Close()
@@ -205,7 +216,7 @@ func send(client *http.Client, req *http.Request, secrets ...string) (*oauth2.To
 	tok, oe, perr := tokenwire.Parse(resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	switch {
 	case oe != nil:
-		x.Code, x.Description, x.URI = oe.Code, sanitizeDescription(oe.Description, secrets...), oe.URI
+		x.Code, x.Description, x.URI = oe.Code, oe.Description, oe.URI
 		return nil, x
 	case perr != nil:
 		// The server answered 2xx, so it has probably spent the refresh

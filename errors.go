@@ -7,9 +7,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -34,6 +36,14 @@ var ErrClientConfig = errors.New("refresh: token endpoint rejected the client co
 // contains a character that is not allowed in an HTTP header, such as CR, LF
 // or NUL. The request is not sent.
 var ErrInvalidToken = errors.New("refresh: token is not valid in an HTTP header")
+
+// ErrClosed is wrapped by the errors of an [Engine] used after
+// [Engine.Close] for anything that needs the store or the token endpoint.
+var ErrClosed = errors.New("refresh: engine closed")
+
+// ErrNotSaved is wrapped by the errors [Engine.Close] returns for keys whose
+// newest token could not be saved to the store.
+var ErrNotSaved = errors.New("refresh: the newest token could not be saved; it is lost when the process exits")
 
 // Error describes a failed refresh. It never holds a token or a secret, nor
 // the raw response body of the token endpoint.
@@ -67,7 +77,8 @@ type Error struct {
 	// error, or nil.
 	Err error
 
-	temporary bool
+	temporary     bool
+	malformedCode bool // the server's code was dropped (see Error.clean)
 }
 
 // Error returns a message that starts with "refresh:".
@@ -130,40 +141,154 @@ func Fingerprint(token string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-// maxDescription caps the error_description kept in an [Error].
-const maxDescription = 500
+// Limits on what an [Error] keeps of a server's answer.
+const (
+	maxDescription = 500
+	maxCode        = 64 // the registered codes are at most 25 bytes
+	maxURI         = 256
+	maxErrText     = 500 // the text of an error from a store or an endpoint
+)
+
+// errMalformedCode replaces an OAuth error code that is not one: outside
+// RFC 6749's character set, or too long.
+var errMalformedCode = errors.New("token endpoint sent a malformed OAuth error code")
+
+// clean makes every field of x that came from a server or user code safe to
+// print: the code is checked (RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E)
+// and dropped if it is not one, the description and the snippet lose their
+// control characters and length, the URI must be a URI and loses its query
+// and fragment, and every encoding of every secret is redacted from all of
+// them and from the text of the cause, which is kept for errors.Is only.
+func (x *Error) clean(secrets ...string) {
+	if x.Code != "" && !validCode(x.Code) {
+		x.Code = ""
+		x.malformedCode = true
+	}
+	x.Description = sanitizeDescription(x.Description, secrets...)
+	x.BodySnippet = cleanText(x.BodySnippet, maxDescription, secrets...)
+	x.URI = cleanURI(x.URI, secrets...)
+	x.Err = cleanErr(x.Err, secrets...)
+}
+
+func validCode(code string) bool {
+	if len(code) > maxCode {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		if c := code[i]; c < 0x20 || c == '"' || c == '\\' || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanURI keeps an error_uri only if it is made of the characters RFC 6749
+// allows (%x21 / %x23-5B / %x5D-7E), without its query and fragment (where a
+// token echoed by the server would be), and redacted.
+func cleanURI(u string, secrets ...string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	if len(u) > maxURI {
+		return ""
+	}
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; c <= 0x20 || c == '"' || c == '\\' || c > 0x7e {
+			return ""
+		}
+	}
+	return redactSecrets(u, secrets)
+}
 
 // sanitizeDescription makes a server's error_description safe to print: no
 // control characters, bounded length, and no token value (servers have been
 // seen echoing the refresh token they reject).
 func sanitizeDescription(s string, secrets ...string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 && strings.Contains(s, sec) {
-			s = strings.ReplaceAll(s, sec, "[token "+Fingerprint(sec)+"]")
-		}
-	}
+	return cleanText(s, maxDescription, secrets...)
+}
+
+// cleanText returns s without control characters, cut to about max bytes,
+// with every known secret redacted. Secrets are redacted before the clean-up
+// too, so that removing characters cannot join a secret's pieces.
+func cleanText(s string, max int, secrets ...string) string {
+	s = redactSecrets(s, secrets)
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
 			return ' '
 		}
 		return r
 	}, s)
-	if len(s) > maxDescription {
-		cut := maxDescription
-		for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) { // do not split a UTF-8 sequence
 			cut--
 		}
 		s = s[:cut] + "…"
 	}
+	return redactSecrets(s, secrets)
+}
+
+// redactSecrets replaces every occurrence of each secret (of 4 bytes or
+// more) in s with its fingerprint.
+func redactSecrets(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) < 4 {
+			continue
+		}
+		for _, form := range secretForms(sec) {
+			if strings.Contains(s, form) {
+				s = strings.ReplaceAll(s, form, "[token "+Fingerprint(sec)+"]")
+			}
+		}
+	}
 	return s
+}
+
+// secretForms are the encodings of sec that are looked for.
+func secretForms(sec string) []string {
+	forms := []string{sec}
+	for _, f := range []string{url.QueryEscape(sec), url.PathEscape(sec), strings.ReplaceAll(sec, "/", `\/`)} {
+		if f != sec {
+			forms = append(forms, f)
+		}
+	}
+	return forms
+}
+
+// cleanError carries an error from user code (a store, an endpoint, the
+// network) whose text may hold anything. Its message is cleaned once (see
+// cleanText); it answers errors.Is for the whole chain of the original, but
+// does not hand the original out, so nothing can print its raw text.
+type cleanError struct {
+	msg  string
+	orig error
+}
+
+func (c *cleanError) Error() string        { return c.msg }
+func (c *cleanError) Is(target error) bool { return errors.Is(c.orig, target) }
+
+// cleanErr wraps err in a cleanError, unless it is nil or one already.
+func cleanErr(err error, secrets ...string) error {
+	switch err.(type) {
+	case nil, *cleanError:
+		return err
+	}
+	return &cleanError{msg: cleanText(err.Error(), maxErrText, secrets...), orig: err}
+}
+
+// isNetError reports whether err is a network failure or a timeout: worth
+// another attempt with the same refresh token.
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // classify turns an endpoint's error into an *Error for key: which failures
 // need a new login, which are the client's configuration, which are
-// temporary. The response body decides first, then the status.
+// temporary. The response body decides first, then the status. Every field
+// is cleaned of base's tokens (see Error.clean).
 func classify(key string, err error, base *oauth2.Token) *Error {
 	var x *Error
-	var ne net.Error
 	if errors.As(err, &x) {
 		c := *x
 		x = &c
@@ -171,7 +296,8 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 		x = &Error{Err: err}
 	}
 	x.Key = key
-	x.Description = sanitizeDescription(x.Description, base.AccessToken, base.RefreshToken)
+	netErr := x.StatusCode == 0 && isNetError(x.Err)
+	x.clean(base.AccessToken, base.RefreshToken)
 	if x.Err == nil {
 		switch x.Code {
 		case "invalid_grant":
@@ -180,6 +306,8 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 			x.Err = ErrClientConfig
 		case "":
 			switch {
+			case x.malformedCode:
+				x.Err = errMalformedCode // an error, but not one we know: never retried
 			case x.StatusCode == http.StatusBadRequest:
 				// A 400 without an OAuth code is what some servers
 				// (WSO2's HTML error page) send for an expired refresh
@@ -193,8 +321,7 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 			}
 		}
 	}
-	x.temporary = x.Code == "" && !errors.Is(x, ErrReauthRequired) && !errors.Is(x, ErrClientConfig) &&
-		(x.temporary || temporaryStatus(x.StatusCode) ||
-			x.StatusCode == 0 && (errors.As(x.Err, &ne) || errors.Is(x.Err, context.DeadlineExceeded)))
+	x.temporary = x.Code == "" && !x.malformedCode && !errors.Is(x, ErrReauthRequired) && !errors.Is(x, ErrClientConfig) &&
+		!errors.Is(x, ErrPanic) && (x.temporary || temporaryStatus(x.StatusCode) || netErr)
 	return x
 }

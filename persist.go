@@ -4,85 +4,155 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"golang.org/x/oauth2"
 )
 
-func (e *Engine) saveFailed(key string, cause error, after *[]func()) {
-	err := &Error{Key: key, Err: fmt.Errorf("store save: %w", cause)}
-	if e.log != nil {
-		e.log.Warn("refresh: saving the new token failed; using it from memory and retrying",
-			slog.String("key", key), slog.String("error", err.Error()))
+// maxTried bounds entry.tried: the tokens of one outage of the store.
+const maxTried = 64
+
+// setPending records s as the key's newest token, not yet in the store.
+// Called with ent.mu held.
+func (ent *entry) setPending(s *snapshot) {
+	ent.pending = s
+	if len(ent.tried) == maxTried {
+		ent.tried = append(ent.tried[:0], ent.tried[1:]...)
 	}
+	ent.tried = append(ent.tried, s.tok)
+}
+
+// saved records that tok is in the store: nothing is pending any more, and
+// a cross-process lock kept for the pending token is released. Called with
+// ent.mu held.
+func (ent *entry) saved(tok *oauth2.Token) {
+	ent.seen, ent.seenOK = copyToken(tok), true
+	ent.pending, ent.tried = nil, nil
+	ent.releaseHeld()
+}
+
+// releaseHeld releases the cross-process lock kept since a save failed.
+// Called with ent.mu held.
+func (ent *entry) releaseHeld() {
+	if h := ent.held; h != nil {
+		ent.held = nil
+		h()
+	}
+}
+
+// ours reports whether t, read from the store, is a token this engine knows
+// is not newer than its own: the one it last saw there, or one it tried to
+// save since (a save that reported failure may have committed). Called with
+// ent.mu held.
+func (ent *entry) ours(t *oauth2.Token) bool {
+	if ent.seenOK && SameToken(t, ent.seen) {
+		return true
+	}
+	for _, o := range ent.tried {
+		if SameToken(t, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// save stores tok for key: with compare-and-swap against the token last seen
+// in the store when the store can, else with Save. A swap refused because the
+// store holds a token of ours (see entry.ours) is tried again against that
+// token, a few times; one refused because it holds someone else's returns an
+// error wrapping ErrConflict, with ent.seen set to that token. Called with
+// ent.mu held.
+func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.Token) error {
+	cas, ok := e.store.(CompareAndSwapper)
+	if !ok || !ent.seenOK {
+		err := e.storeSave(ctx, key, tok)
+		if err == nil {
+			ent.saved(tok)
+		}
+		return err
+	}
+	for range 3 {
+		err := storeCAS(ctx, cas, key, ent.seen, tok)
+		if err == nil {
+			ent.saved(tok)
+		}
+		if !errors.Is(err, ErrConflict) {
+			return err
+		}
+		stored, lerr := e.storeLoad(ctx, key)
+		switch {
+		case lerr == nil && stored != nil && SameToken(stored, tok):
+			ent.saved(tok) // an earlier attempt committed after all
+			return nil
+		case errors.Is(lerr, ErrNotFound):
+			ent.seen = nil
+			return err
+		case lerr != nil:
+			// Whose token the store holds is unknown: keep ours, and
+			// try again later.
+			return fmt.Errorf("store load after a refused compare-and-swap: %w", cleanErr(lerr, tok.AccessToken, tok.RefreshToken))
+		case stored == nil:
+			return errors.New("store load after a refused compare-and-swap: store returned no token and no error")
+		case !ent.ours(stored):
+			ent.seen = copyToken(stored)
+			return err
+		}
+		ent.seen = copyToken(stored) // ours, older: swap against it
+	}
+	return errors.New("the stored token keeps changing")
+}
+
+// savePending tries again to save the token whose save failed. Called with
+// ent.mu held. If the store meanwhile got a newer token from elsewhere, the
+// pending one is dropped (it stays in use until the next flight adopts the
+// stored one).
+func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after *[]func()) {
+	p := ent.pending
+	err := e.save(ctx, key, ent, p.tok)
+	switch {
+	case err == nil:
+		e.logInfo("saved token after earlier failure", key, p.tok)
+	case errors.Is(err, ErrConflict):
+		ent.pending, ent.tried = nil, nil
+		ent.releaseHeld()
+	default:
+		e.saveFailed(key, p.tok, err, after)
+	}
+}
+
+// saveFailed reports a failed save of key's new token.
+func (e *Engine) saveFailed(key string, tok *oauth2.Token, cause error, after *[]func()) {
+	err := &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(cause, tok.AccessToken, tok.RefreshToken))}
+	e.logWarn("saving the new token failed; using it from memory and retrying", key, nil, err)
 	if h := e.hooks.SaveFailed; h != nil {
 		*after = append(*after, func() { h(key, err) })
 	}
 }
 
-// save stores tok for key: with compare-and-swap against the token last
-// seen in the store when the store can, else with Save. Called with ent.mu
-// held.
-func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.Token) error {
-	var err error
-	if cas, ok := e.store.(CompareAndSwapper); ok && ent.seenOK {
-		err = cas.CompareAndSwap(ctx, key, ent.seen, tok)
-	} else {
-		err = e.store.Save(ctx, key, tok)
-	}
-	if err == nil {
-		ent.seen, ent.seenOK = copyToken(tok), true
-	}
-	return err
+// retryLater starts the background saves of s, the key's pending token.
+func (e *Engine) retryLater(key string, ent *entry, s *snapshot) {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.retrySave(key, ent, s)
+	}()
 }
 
-// adoptAfterConflict publishes the token a compare-and-swap lost to.
-func (e *Engine) adoptAfterConflict(ctx context.Context, key string, ent *entry, after *[]func()) (*snapshot, error) {
-	ent.pending = nil
-	stored, err := e.store.Load(ctx, key)
-	if err != nil || stored == nil {
-		x := &Error{Key: key, Err: fmt.Errorf("store load after a conflicting save: %w", err), temporary: true}
-		ent.seenOK = false
-		e.failed(key, x, after)
-		return nil, x
-	}
-	ent.seen, ent.seenOK = copyToken(stored), true
-	ns := unsendable(e.newSnapshot(key, copyToken(stored)))
-	ent.publish(ns)
-	if e.log != nil {
-		e.log.Warn("refresh: a newer token was saved during this refresh; adopting it and dropping ours",
-			slog.String("key", key), slog.String("access_token", Fingerprint(stored.AccessToken)))
-	}
-	if ns.auth == nil {
-		return nil, ns.bad
-	}
-	return ns, nil
-}
-
-// savePending tries again to save the token whose save failed. Called with
-// ent.mu held. If the store meanwhile got a newer token from elsewhere,
-// the pending one is dropped and the next refresh adopts the stored one.
-func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after *[]func()) {
-	err := e.save(ctx, key, ent, ent.pending.tok)
-	switch {
-	case errors.Is(err, ErrConflict):
-		ent.pending, ent.seenOK = nil, false
-	case err != nil:
-		e.saveFailed(key, err, after)
-	default:
-		e.logInfo("saved token after earlier failure", key, ent.pending.tok)
-		ent.pending = nil
-	}
-}
-
-// retrySave keeps trying to save s while it is the pending token of the key,
-// with exponential backoff, a bounded number of times.
+// retrySave keeps trying to save s while it is the pending token of the
+// key, with exponential backoff, until it is saved, replaced or dropped, or
+// the engine is closed. There is no bound on the attempts: until s is in the
+// store, the key's cross-process lock is held and other processes wait, and
+// s lives only in this process's memory.
 func (e *Engine) retrySave(key string, ent *entry, s *snapshot) {
 	delay := saveBackoff
-	for range saveRetries {
-		time.Sleep(delay)
-		delay = min(2*delay, saveMaxDelay)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-e.done:
+			return
+		}
 		var after []func()
 		ent.mu.Lock()
 		if ent.pending == s {
@@ -92,11 +162,11 @@ func (e *Engine) retrySave(key string, ent *entry, s *snapshot) {
 		}
 		done := ent.pending != s
 		ent.mu.Unlock()
-		for _, f := range after {
-			f()
-		}
+		e.runHooks(key, after)
 		if done {
 			return
 		}
+		delay = min(2*delay, saveMaxDelay)
+		t.Reset(delay)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -36,14 +37,13 @@ const (
 	// latch forbids.
 	reauthRecheck = 5 * time.Second
 
-	// saveRetries bounds the background attempts to persist a token whose
-	// Save failed (about 6 minutes with the backoff below); every later
-	// refresh of the key tries again too.
 	// earlyRetry bounds how long a token that is due for refresh but not
 	// expired is used after a failed refresh before the next attempt.
 	earlyRetry = 5 * time.Second
 
-	saveRetries  = 8
+	// A token whose save failed is saved again in the background after
+	// saveBackoff, doubled each time up to saveMaxDelay, until it is saved
+	// or the engine is closed; every later flight of the key tries too.
 	saveBackoff  = time.Second
 	saveMaxDelay = time.Minute
 )
@@ -77,8 +77,9 @@ func (f EndpointFunc) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.T
 // Hooks are called when something happens to a key's token. Every field is
 // optional. Hooks run on the goroutine that refreshed, after the key's
 // internal lock is released, before the callers waiting for the refresh get
-// its result; they should return quickly. They may call the engine. They are
-// never given a token value.
+// its result (SaveFailed also from the background saves); they should return
+// quickly. They may call the engine. They are never given a token value. A
+// hook that panics is recovered and logged; the others still run.
 type Hooks struct {
 	// Refreshed is called after a new token was obtained and saved (or its
 	// save failed; SaveFailed tells).
@@ -90,7 +91,12 @@ type Hooks struct {
 	// token was rejected or there is none.
 	ReauthRequired func(key string, err error)
 	// SaveFailed is called when the store could not save a new token. The
-	// engine keeps using the token from memory and tries to save it again.
+	// engine keeps using the token from memory and tries to save it again,
+	// in the background and at every refresh, until it succeeds or the
+	// engine is closed. Meanwhile it keeps the key's cross-process lock (if
+	// the store has one), so that no other process spends the store's older
+	// refresh token: they wait, and fail temporarily after their refresh
+	// timeout.
 	SaveFailed func(key string, err error)
 }
 
@@ -176,6 +182,11 @@ type Engine struct {
 	def     *entry             // DefaultKey's entry, found without hashing
 	keys    sync.Map           // key → *entry for other keys; never removed
 	flights singleflight.Group // one refresh per key at a time
+	adopts  singleflight.Group // one re-read of the store per key at a time (Engine.adopt)
+
+	done   chan struct{}  // closed by Close: background saves stop
+	closed atomic.Bool    // set by Close
+	bg     sync.WaitGroup // background saves (retrySave)
 }
 
 // New returns an engine for the configuration.
@@ -189,6 +200,7 @@ func New(c Config) (*Engine, error) {
 		log:          c.Logger,
 		hooks:        c.Hooks,
 		def:          new(entry),
+		done:         make(chan struct{}),
 	}
 	if e.endpoint == nil {
 		ep, err := oauth2Endpoint(c.OAuth2, c.HTTPClient)
@@ -241,21 +253,23 @@ func (e *Engine) Client(base *http.Client) *http.Client {
 // SetToken makes tok the current token of key, for example after the user
 // logged in again. It saves tok to the store first and returns the store's
 // error, if any, without changing anything. It lifts the re-authentication
-// latch of the key.
+// latch of the key, and replaces a token whose save failed.
 func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) error {
 	key = normalizeKey(key)
 	if tok == nil || tok.AccessToken == "" && tok.RefreshToken == "" {
 		return &Error{Key: key, Err: errors.New("SetToken: token has neither access nor refresh token")}
 	}
+	if e.closed.Load() {
+		return &Error{Key: key, Err: ErrClosed}
+	}
 	t := copyToken(tok)
 	ent := e.entry(key)
 	ent.mu.Lock()
 	defer ent.mu.Unlock()
-	if err := e.store.Save(ctx, key, t); err != nil {
-		return &Error{Key: key, Err: fmt.Errorf("store save: %w", err)}
+	if err := e.storeSave(ctx, key, t); err != nil {
+		return &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(err, t.AccessToken, t.RefreshToken))}
 	}
-	ent.pending = nil
-	ent.seen, ent.seenOK = copyToken(t), true
+	ent.saved(t)
 	ent.publish(unsendable(e.newSnapshot(key, t)))
 	return nil
 }
@@ -314,6 +328,54 @@ type tokenSource struct {
 
 func (ts tokenSource) Token() (*oauth2.Token, error) {
 	return ts.e.Token(context.Background(), ts.key)
+}
+
+// Close stops the engine's background work. It first tries once more,
+// within ctx, to save each token whose save failed, and releases the
+// cross-process locks kept for them. It returns nil if every token is in the
+// store; else an error that joins one *Error per such key, each wrapping
+// [ErrNotSaved]: that key's newest token exists only in this process's
+// memory and is lost when it exits (the user of that key will have to log in
+// again), and the store's older token for it has been spent.
+//
+// After Close, whatever needs the store or the token endpoint fails with an
+// error wrapping [ErrClosed]; requests whose token is valid and cached still
+// go out with it. Close may be called more than once.
+func (e *Engine) Close(ctx context.Context) error {
+	if e.closed.CompareAndSwap(false, true) {
+		close(e.done)
+	}
+	var errs []error
+	e.eachEntry(func(key string, ent *entry) {
+		var after []func()
+		ent.mu.Lock()
+		if ent.pending != nil {
+			sctx, cancel := context.WithTimeout(ctx, e.timeout)
+			e.savePending(sctx, key, ent, &after)
+			cancel()
+		}
+		if p := ent.pending; p != nil {
+			errs = append(errs, &Error{Key: key, Err: ErrNotSaved})
+			e.logError("closing without saving the newest token", key, nil)
+		}
+		ent.releaseHeld()
+		ent.mu.Unlock()
+		e.runHooks(key, after)
+	})
+	// Every flight that could start a background save has ended (each
+	// entry's lock was taken above; later flights see closed), and the
+	// saves see done.
+	e.bg.Wait()
+	return errors.Join(errs...)
+}
+
+// eachEntry calls f for every key the engine has seen.
+func (e *Engine) eachEntry(f func(key string, ent *entry)) {
+	f(DefaultKey, e.def)
+	e.keys.Range(func(k, v any) bool {
+		f(k.(string), v.(*entry))
+		return true
+	})
 }
 
 func normalizeKey(key string) string {

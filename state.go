@@ -18,9 +18,26 @@ type entry struct {
 
 	mu sync.Mutex // serializes refreshes, SetToken and saves of this key
 
-	// pending is a published snapshot whose Save failed, so the store is
-	// behind memory and must not be trusted for this key. Guarded by mu.
+	// pending is the newest token of the key while it is not known to be
+	// in the store: set as soon as a refresh returns it (so that nothing
+	// that fails afterwards can lose it), published once its save was
+	// tried, and cleared when a save succeeds or the store turns out to
+	// hold someone else's newer token. While it is set the store is behind
+	// memory and must not be trusted for this key. Guarded by mu.
 	pending *snapshot
+
+	// tried lists the tokens this engine tried to save since the store
+	// last confirmed one (pending's is the last): a token of these found
+	// in the store is ours, not a peer's newer one (see ours). Nil while
+	// nothing is pending. Guarded by mu.
+	tried []*oauth2.Token
+
+	// held is the unlock of the key's cross-process lock, kept from the
+	// flight whose save failed until pending is saved, so that no other
+	// process spends the store's older refresh token meanwhile. The next
+	// flight of this engine takes it over (the store's locks are not
+	// reentrant). Set only while pending is. Guarded by mu.
+	held func()
 
 	// After a temporary failure, no refresh before coolUntil; coolErr is
 	// the failure. Guarded by mu.

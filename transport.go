@@ -141,7 +141,7 @@ func (e *Engine) rejects(resp *http.Response) bool {
 	if resp.StatusCode == http.StatusUnauthorized && (!hasCode || code == "invalid_token") {
 		return true
 	}
-	return e.needsRefresh != nil && e.needsRefresh(resp)
+	return e.needsRefresh != nil && e.consultNeedsRefresh(resp)
 }
 
 // CloseIdleConnections closes the idle connections of Base, if it can.

@@ -1,0 +1,120 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"golang.org/x/oauth2"
+)
+
+// ErrPanic is wrapped by the error of a call into user code (a store, an
+// endpoint) that panicked. The engine recovers every such panic: it never
+// crashes the program or stalls a key, and it never prints the panic's
+// value, which may hold a token.
+var ErrPanic = errors.New("refresh: user code panicked")
+
+// panicError reports that the user code named by what panicked.
+type panicError struct{ what string }
+
+func (p panicError) Error() string        { return p.what + " panicked" }
+func (p panicError) Is(target error) bool { return target == ErrPanic }
+
+// Every call into user code goes through one of the functions below, which
+// turn a panic into an error (or, for hooks and logging, into nothing): a
+// panic inside a singleflight function would be re-raised on a goroutine of
+// its own, out of any caller's reach, and one in a hook or a background
+// save would end the program.
+
+func (e *Engine) storeLoad(ctx context.Context, key string) (tok *oauth2.Token, err error) {
+	defer recovered(&err, "store Load")
+	tok, err = e.store.Load(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
+func (e *Engine) storeSave(ctx context.Context, key string, tok *oauth2.Token) (err error) {
+	defer recovered(&err, "store Save")
+	return e.store.Save(ctx, key, tok)
+}
+
+func storeCAS(ctx context.Context, cas CompareAndSwapper, key string, old, new *oauth2.Token) (err error) {
+	defer recovered(&err, "store CompareAndSwap")
+	return cas.CompareAndSwap(ctx, key, old, new)
+}
+
+// storeLock takes the key's cross-process lock. The unlock it returns
+// recovers a panic of the store's own and may be called more than once
+// (only the first call reaches the store).
+func storeLock(ctx context.Context, l Locker, key string) (unlock func(), err error) {
+	defer recovered(&err, "store Lock")
+	u, err := l.Lock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil {
+		return nil, errors.New("store Lock returned no unlock function")
+	}
+	return func() {
+		if u == nil {
+			return
+		}
+		f := u
+		u = nil
+		defer func() { recover() }() // the lock's own fallback releases it
+		f()
+	}, nil
+}
+
+func (e *Engine) endpointRefresh(ctx context.Context, tok *oauth2.Token) (nt *oauth2.Token, err error) {
+	defer recovered(&err, "token endpoint")
+	return e.endpoint.Refresh(ctx, tok)
+}
+
+// recovered, deferred, turns a panic into *err.
+func recovered(err *error, what string) {
+	if recover() != nil {
+		*err = panicError{what}
+	}
+}
+
+// runHooks calls the hooks collected by a flight, each on its own: one that
+// panics is logged (without its value) and the others still run.
+func (e *Engine) runHooks(key string, hooks []func()) {
+	for _, h := range hooks {
+		e.runHook(key, h)
+	}
+}
+
+func (e *Engine) runHook(key string, h func()) {
+	defer func() {
+		if recover() != nil {
+			e.logError("a hook panicked", key, nil)
+		}
+	}()
+	h()
+}
+
+// consultNeedsRefresh calls Config.NeedsRefresh; a panic counts as "no".
+func (e *Engine) consultNeedsRefresh(resp *http.Response) (yes bool) {
+	defer func() {
+		if recover() != nil {
+			yes = false
+			e.logError("NeedsRefresh panicked", "", nil)
+		}
+	}()
+	return e.needsRefresh(resp)
+}
+
+// logAttrs writes one record; a Logger whose handler panics loses the
+// record, nothing else.
+func (e *Engine) logAttrs(level slog.Level, msg string, attrs ...slog.Attr) {
+	if e.log == nil {
+		return
+	}
+	defer func() { recover() }()
+	e.log.LogAttrs(context.Background(), level, msg, attrs...)
+}

@@ -1,0 +1,614 @@
+package refresh_test
+
+// The first promise under store faults, panics and hostile servers: a
+// refresh token goes to the server once, a rotated token survives every
+// later failure, and tokens never cross keys. Each test here failed on the
+// engine before the fix it names.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/filestore"
+	"github.com/oauthkit/refresh/refreshtest"
+	"github.com/oauthkit/refresh/storetest"
+)
+
+// newStrict returns a strict refreshtest server (rotation; a reuse revokes
+// the family), closed with the test.
+func newStrict(t *testing.T, o refreshtest.Options) *refreshtest.Server {
+	t.Helper()
+	srv := refreshtest.NewServer(o)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newEng returns an engine over srv with c's other settings, and closes it
+// with the test.
+func newEng(t *testing.T, srv *refreshtest.Server, c refresh.Config) *refresh.Engine {
+	t.Helper()
+	if c.Endpoint == nil && c.OAuth2 == nil {
+		c.OAuth2 = srv.Config()
+	}
+	e, err := refresh.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// status sends GET url through c and returns the status, or the error.
+func status(c *http.Client, ctx context.Context, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// noReuse fails the test if srv saw a spent refresh token again.
+func noReuse(t *testing.T, srv *refreshtest.Server) {
+	t.Helper()
+	if st := srv.Stats(); st.Reuses != 0 || st.FamiliesRevoked != 0 {
+		t.Errorf("server saw %d reuses, revoked %d families; want none", st.Reuses, st.FamiliesRevoked)
+	}
+}
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func reply(r *http.Request, code int) *http.Response {
+	h := http.Header{}
+	if code == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	return &http.Response{StatusCode: code, Header: h, Body: io.NopCloser(strings.NewReader("")), Request: r}
+}
+
+// TestKeysNeverCross: whatever a key's name, nothing derived from it shares
+// a name space with another key. Alice's API rejects even her refreshed
+// token, so her request goes on to re-read the store, which is slow; a
+// request for the key "alice\x00adopt" meanwhile must carry its own token.
+// (Before the fix, both were coalesced in one singleflight group and the
+// second key's request went out with alice's token.)
+func TestKeysNeverCross(t *testing.T) {
+	srv := newStrict(t, refreshtest.Options{})
+	var faults storetest.Faults
+	store := faults.Wrap(new(refresh.MemoryStore))
+	e := newEng(t, srv, refresh.Config{Store: store})
+	ctx := t.Context()
+	const other = "alice\x00adopt"
+	alice, mallory := srv.Token(), srv.Token()
+	if err := e.SetToken(ctx, "alice", alice); err != nil {
+		t.Fatal(err)
+	}
+	expired := *mallory
+	expired.Expiry = time.Now().Add(-time.Minute)
+	if err := e.SetToken(ctx, other, &expired); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	sent := map[string][]string{} // key → Authorization values sent
+	api := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		key := r.Header.Get("X-Key")
+		mu.Lock()
+		sent[key] = append(sent[key], r.Header.Get("Authorization"))
+		mu.Unlock()
+		if key == "alice" {
+			return reply(r, http.StatusUnauthorized), nil // rejects every token of hers
+		}
+		return reply(r, http.StatusOK), nil
+	})
+	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: api}}
+	do := func(key string) (int, error) {
+		req, _ := http.NewRequestWithContext(refresh.WithKey(ctx, key), http.MethodGet, "https://api.test/", nil)
+		req.Header.Set("X-Key", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+
+	// Alice's first Load (in her refresh) goes through; the second, when
+	// her refreshed token is rejected too, waits at the gate.
+	gate, reached := make(chan struct{}), make(chan struct{}, 1)
+	faults.Script(
+		storetest.Fault{Op: storetest.OpLoad, Key: "alice"},
+		storetest.Fault{Op: storetest.OpLoad, Key: "alice", Gate: gate, Reached: reached},
+	)
+	aliceDone := make(chan struct{})
+	go func() {
+		defer close(aliceDone)
+		do("alice")
+	}()
+	<-reached
+	// The other key's request needs nothing of alice's: it must finish
+	// while her Load waits. If it joined her flight, it waits for the gate,
+	// which opens after a while, and then carries her token.
+	type result struct {
+		code int
+		err  error
+	}
+	otherDone := make(chan result, 1)
+	go func() {
+		code, err := do(other)
+		otherDone <- result{code, err}
+	}()
+	var r result
+	select {
+	case r = <-otherDone:
+	case <-time.After(3 * time.Second):
+		close(gate)
+		r = <-otherDone
+		gate = nil
+	}
+	if gate != nil {
+		close(gate)
+	}
+	<-aliceDone
+	if r.err != nil || r.code != http.StatusOK {
+		t.Fatalf("request for %q: %d, %v; want 200", other, r.code, r.err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent[other]) == 0 {
+		t.Fatalf("no request for %q reached the API", other)
+	}
+	for _, authz := range sent[other] {
+		if !strings.HasPrefix(authz, "Bearer at-2-") {
+			t.Errorf("a request for key %q carried %q…, not a token of its own grant (2)", other, authz[:min(len(authz), 13)])
+		}
+	}
+	noReuse(t, srv)
+}
+
+// TestRotatedTokenSurvivesSaveFaults: whatever a save does after the
+// server rotated (fail, panic, commit and then fail or panic), the new
+// token serves from memory, the spent refresh token is never sent again,
+// and the newest token reaches the store once it works. (Before the fix, a
+// panic lost the new token and the next refresh was a reuse.)
+func TestRotatedTokenSurvivesSaveFaults(t *testing.T) {
+	for _, op := range []storetest.Op{storetest.OpCompareAndSwap, storetest.OpSave} {
+		for _, kind := range []storetest.FaultKind{storetest.FaultError, storetest.FaultErrorAfter, storetest.FaultPanic, storetest.FaultPanicAfter} {
+			t.Run(op.String()+"/"+kind.String(), func(t *testing.T) {
+				srv := newStrict(t, refreshtest.Options{})
+				var faults storetest.Faults
+				var inner refresh.TokenStore = new(refresh.MemoryStore)
+				if op == storetest.OpSave {
+					inner = saveOnly{new(refresh.MemoryStore)}
+				}
+				store := faults.Wrap(inner)
+				e := newEng(t, srv, refresh.Config{Store: store})
+				ctx := t.Context()
+				if err := e.SetToken(ctx, "", srv.Token()); err != nil {
+					t.Fatal(err)
+				}
+				c := e.Client(nil)
+				for i := range 3 {
+					faults.Script(storetest.Fault{Op: op, Kind: kind})
+					srv.RevokeAccessTokens()
+					if code, err := status(c, ctx, srv.URL+"/x"); code != 200 {
+						t.Fatalf("request %d after a %v %v: %d, %v; want 200 from the token in memory", i, op, kind, code, err)
+					}
+				}
+				if err := e.Close(ctx); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				noReuse(t, srv)
+				if st := srv.Stats(); st.Refreshes != 3 {
+					t.Errorf("refreshes = %d, want 3", st.Refreshes)
+				}
+				stored, err := inner.Load(ctx, refresh.DefaultKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tok, _ := e.Token(ctx, "")
+				if tok != nil && !refresh.SameToken(stored, tok) {
+					t.Errorf("the store does not hold the newest token after Close")
+				}
+			})
+		}
+	}
+}
+
+// saveOnly hides the CompareAndSwap of a store.
+type saveOnly struct{ s *refresh.MemoryStore }
+
+func (s saveOnly) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	return s.s.Load(ctx, key)
+}
+func (s saveOnly) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	return s.s.Save(ctx, key, tok)
+}
+
+// TestInvalidRequestNeverAdoptsOlder: after a rotated token could not be
+// saved, an invalid_request answer must not make the engine adopt the
+// older token still in the store as if a peer had refreshed: its refresh
+// token is spent. (Before the fix, it was adopted and sent again.)
+func TestInvalidRequestNeverAdoptsOlder(t *testing.T) {
+	srv := newStrict(t, refreshtest.Options{})
+	var faults storetest.Faults
+	store := faults.Wrap(new(refresh.MemoryStore))
+	real := &refresh.FormEndpoint{TokenURL: srv.TokenURL, ClientID: refreshtest.DefaultClientID,
+		ClientSecret: refreshtest.DefaultClientSecret, Auth: refresh.AuthInBody}
+	var calls atomic.Int64
+	ep := refresh.EndpointFunc(func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+		if calls.Add(1) == 2 {
+			return nil, &refresh.Error{StatusCode: 400, Code: "invalid_request"}
+		}
+		return real.Refresh(ctx, tok)
+	})
+	logs := new(refresh.SyncBuffer)
+	e := newEng(t, srv, refresh.Config{Endpoint: ep, Store: store, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	ctx := t.Context()
+	if err := e.SetToken(ctx, "", srv.Token()); err != nil {
+		t.Fatal(err)
+	}
+	c := e.Client(nil)
+	// Every save fails for now: the store keeps the first token.
+	faults.SetRandom(storetest.Random{Ops: []storetest.Op{storetest.OpCompareAndSwap, storetest.OpSave}, Error: 1})
+	srv.RevokeAccessTokens()
+	if code, err := status(c, ctx, srv.URL+"/x"); code != 200 {
+		t.Fatalf("first refresh: %d, %v", code, err)
+	}
+	srv.RevokeAccessTokens()
+	status(c, ctx, srv.URL+"/x") // invalid_request: whatever it ends in, no older token is adopted
+	if strings.Contains(logs.String(), "concurrent refresh") {
+		t.Errorf("the engine adopted the store's older token as a peer's:\n%s", logs)
+	}
+	faults.Clear()
+	srv.RevokeAccessTokens()
+	status(c, ctx, srv.URL+"/x")
+	noReuse(t, srv)
+}
+
+// twoProcesses returns a strict server and two engines ("processes") A and
+// B sharing a file store, logged in, with faults injected into A's calls of
+// the store, and B's refresh timeout set.
+func twoProcesses(t *testing.T, timeoutB time.Duration) (*refreshtest.Server, *storetest.Faults, *refresh.Engine, *refresh.Engine) {
+	t.Helper()
+	srv := newStrict(t, refreshtest.Options{})
+	fs, err := filestore.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	faults := new(storetest.Faults)
+	a := newEng(t, srv, refresh.Config{Store: faults.Wrap(fs)})
+	b := newEng(t, srv, refresh.Config{Store: fs, RefreshTimeout: timeoutB})
+	if err := a.SetToken(t.Context(), "", srv.Token()); err != nil {
+		t.Fatal(err)
+	}
+	return srv, faults, a, b
+}
+
+// TestFailedSaveHoldsOtherProcesses: two engines ("processes") share a
+// file store. A's save fails after A rotated; until A's token reaches the
+// store, B must not spend the store's older refresh token: it waits for
+// A, then adopts A's token. (Before the fix, A released the lock and B
+// sent the spent refresh token: the family was revoked.)
+func TestFailedSaveHoldsOtherProcesses(t *testing.T) {
+	srv, faults, a, b := twoProcesses(t, time.Minute)
+	ctx := t.Context()
+	ca, cb := a.Client(nil), b.Client(nil)
+	if code, err := status(cb, ctx, srv.URL+"/x"); code != 200 {
+		t.Fatalf("B's first request: %d, %v", code, err)
+	}
+	faults.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError})
+	srv.RevokeAccessTokens()
+	if code, err := status(ca, ctx, srv.URL+"/x"); code != 200 {
+		t.Fatalf("A's refresh with a failing save: %d, %v", code, err)
+	}
+	// B's token is revoked too: B must wait for A's save, then adopt.
+	if code, err := status(cb, ctx, srv.URL+"/x"); code != 200 {
+		t.Errorf("B after A's failed save: %d, %v; want 200 with A's token", code, err)
+	}
+	noReuse(t, srv)
+	if st := srv.Stats(); st.Refreshes != 1 {
+		t.Errorf("refreshes = %d, want 1 (B adopts A's token)", st.Refreshes)
+	}
+}
+
+// TestFailedSaveOthersFailTemporarily: while A cannot save for longer than
+// B's refresh timeout, B's requests fail temporarily; B never spends the
+// store's older refresh token. Once the store heals, B adopts A's token.
+func TestFailedSaveOthersFailTemporarily(t *testing.T) {
+	srv, faults, a, b := twoProcesses(t, 300*time.Millisecond)
+	ctx := t.Context()
+	ca, cb := a.Client(nil), b.Client(nil)
+	faults.SetRandom(storetest.Random{Ops: []storetest.Op{storetest.OpCompareAndSwap}, Error: 1})
+	srv.RevokeAccessTokens()
+	if code, err := status(ca, ctx, srv.URL+"/x"); code != 200 {
+		t.Fatalf("A's refresh with a failing save: %d, %v", code, err)
+	}
+	_, err := status(cb, ctx, srv.URL+"/x")
+	var x *refresh.Error
+	if !errors.As(err, &x) || !x.Temporary() {
+		t.Errorf("B while A's save is pending: got %v, want a temporary *refresh.Error", err)
+	}
+	noReuse(t, srv)
+	faults.Clear()
+	if err := a.Close(ctx); err != nil {
+		t.Errorf("A's Close with a healthy store: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, err := status(cb, ctx, srv.URL+"/x")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never adopted A's token: %d, %v", code, err)
+		}
+		time.Sleep(50 * time.Millisecond) // B's cooldown
+	}
+	noReuse(t, srv)
+	if st := srv.Stats(); st.Refreshes != 1 {
+		t.Errorf("refreshes = %d, want 1", st.Refreshes)
+	}
+}
+
+// TestStoreOutageWhileDue: when the store cannot be read or locked while
+// the token is due for refresh but still valid, requests keep being served
+// with it, and the store is tried again after a while, not on every
+// request. (Before the fix, every request failed and hit the store.)
+func TestStoreOutageWhileDue(t *testing.T) {
+	for _, op := range []storetest.Op{storetest.OpLoad, storetest.OpLock} {
+		t.Run(op.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var faults storetest.Faults
+				store := faults.Wrap(new(refresh.LockingStore))
+				var calls atomic.Int64
+				ep := refresh.EndpointFunc(func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+					calls.Add(1)
+					return &oauth2.Token{AccessToken: "at-new", RefreshToken: "rt-new", ExpiresIn: 3600, Expiry: time.Now().Add(time.Hour)}, nil
+				})
+				e, err := refresh.New(refresh.Config{Endpoint: ep, Store: store})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.Close(context.Background())
+				// 1.5 s left of a one-hour token: due (skew 60 s), valid.
+				tok := &oauth2.Token{AccessToken: "at-old", RefreshToken: "rt-old", ExpiresIn: 3600, Expiry: time.Now().Add(1500 * time.Millisecond)}
+				if err := e.SetToken(t.Context(), "", tok); err != nil {
+					t.Fatal(err)
+				}
+				faults.SetRandom(storetest.Random{Ops: []storetest.Op{op}, Error: 1})
+				c := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					return reply(r, http.StatusOK), nil
+				})}}
+				for i := range 20 {
+					if code, err := status(c, t.Context(), "https://api.test/"); code != 200 {
+						t.Errorf("request %d with %v failing and the token valid for %v: %d, %v", i, op, time.Until(tok.Expiry), code, err)
+					}
+					time.Sleep(70 * time.Millisecond)
+				}
+				if n := faults.Stats().Calls[op]; n > 6 {
+					t.Errorf("%d store %v calls for 20 requests; want a few (a cooldown, not one per request)", n, op)
+				}
+				if calls.Load() != 0 {
+					t.Errorf("the endpoint was called without the store's lock or latest token")
+				}
+			})
+		})
+	}
+}
+
+// TestPanicsNeverCrash: a store, endpoint, hook, logger or NeedsRefresh that
+// panics makes an error (without the panic's value), never a crash, and
+// the key keeps working. (Before the fix, panics on the adopt path and in
+// hooks, including those of background saves, ended the program.)
+func TestPanicsNeverCrash(t *testing.T) {
+	const secret = "panic-value-holds-a-token"
+	boom := func() { panic(secret) }
+	hooks := refresh.Hooks{
+		Refreshed:      func(string) { boom() },
+		RefreshFailed:  func(string, error) { boom() },
+		ReauthRequired: func(string, error) { boom() },
+		SaveFailed:     func(string, error) { boom() },
+	}
+	type env struct {
+		srv    *refreshtest.Server
+		faults *storetest.Faults
+		e      *refresh.Engine
+		reject atomic.Bool // whether the stub API rejects every token
+	}
+	setup := func(t *testing.T, c refresh.Config) *env {
+		v := &env{srv: newStrict(t, refreshtest.Options{}), faults: new(storetest.Faults)}
+		c.Store = v.faults.Wrap(new(refresh.LockingStore))
+		c.Hooks = hooks
+		v.e = newEng(t, v.srv, c)
+		if err := v.e.SetToken(t.Context(), "", v.srv.Token()); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	client := func(v *env, code int) *http.Client {
+		return &http.Client{Transport: &refresh.Transport{Engine: v.e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if v.reject.Load() {
+				return reply(r, http.StatusUnauthorized), nil
+			}
+			return reply(r, code), nil
+		})}}
+	}
+	noSecret := func(t *testing.T, what string, err error) {
+		t.Helper()
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the error shows the panic's value: %v", what, err)
+		}
+	}
+	works := func(t *testing.T, v *env) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := v.e.Refresh(t.Context(), "", nil)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the key does not work after the panic: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond) // the cooldown after a failure
+		}
+		noReuse(t, v.srv)
+	}
+	for _, op := range []storetest.Op{storetest.OpLoad, storetest.OpLock, storetest.OpUnlock, storetest.OpCompareAndSwap} {
+		t.Run(op.String(), func(t *testing.T) {
+			v := setup(t, refresh.Config{})
+			v.faults.Script(storetest.Fault{Op: op, Kind: storetest.FaultPanic})
+			_, err := v.e.Refresh(t.Context(), "", nil)
+			noSecret(t, op.String(), err)
+			if err != nil && !errors.Is(err, refresh.ErrPanic) {
+				t.Errorf("%v panics: got %v, want nil or ErrPanic", op, err)
+			}
+			works(t, v)
+		})
+	}
+	t.Run("AdoptLoad", func(t *testing.T) {
+		// The API rejects the refreshed token too; re-reading the store
+		// for a newer one then panics.
+		v := setup(t, refresh.Config{})
+		v.reject.Store(true)
+		v.faults.Script(storetest.Fault{Op: storetest.OpLoad}, storetest.Fault{Op: storetest.OpLoad, Kind: storetest.FaultPanic})
+		code, err := status(client(v, 200), t.Context(), "https://api.test/")
+		noSecret(t, "adopt", err)
+		if code != 401 {
+			t.Errorf("adopt Load panics: %d, %v; want the API's 401", code, err)
+		}
+		v.reject.Store(false)
+		works(t, v)
+	})
+	t.Run("BackgroundSave", func(t *testing.T) {
+		// A save panics, and so does its first retry in the background,
+		// whose SaveFailed hook panics on a goroutine of its own.
+		v := setup(t, refresh.Config{})
+		v.faults.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic},
+			storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic})
+		if _, err := v.e.Refresh(t.Context(), "", nil); err != nil {
+			t.Errorf("refresh with a panicking save: %v; want the new token from memory", err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); v.faults.Pending() > 0 && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if v.faults.Pending() > 0 {
+			t.Fatalf("the save was not retried in the background")
+		}
+		if err := v.e.Close(t.Context()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		noReuse(t, v.srv)
+	})
+	t.Run("HooksOnReauth", func(t *testing.T) {
+		v := setup(t, refresh.Config{})
+		v.srv.RevokeGrants()
+		_, err := v.e.Refresh(t.Context(), "", nil)
+		if !errors.Is(err, refresh.ErrReauthRequired) {
+			t.Errorf("got %v, want ErrReauthRequired", err)
+		}
+	})
+	t.Run("Logger", func(t *testing.T) {
+		// Every record's handler panics: refreshes, failures, saves.
+		v := setup(t, refresh.Config{Logger: slog.New(panicHandler{})})
+		v.faults.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError})
+		if _, err := v.e.Refresh(t.Context(), "", nil); err != nil {
+			t.Errorf("refresh: %v", err)
+		}
+		v.srv.RevokeGrants()
+		if _, err := v.e.Refresh(t.Context(), "", nil); !errors.Is(err, refresh.ErrReauthRequired) {
+			t.Errorf("got %v, want ErrReauthRequired", err)
+		}
+	})
+	t.Run("NeedsRefresh", func(t *testing.T) {
+		v := setup(t, refresh.Config{NeedsRefresh: func(*http.Response) bool { boom(); return true }})
+		if code, err := status(client(v, 403), t.Context(), "https://api.test/"); code != 403 {
+			t.Errorf("NeedsRefresh panics: %d, %v; want the 403", code, err)
+		}
+	})
+	t.Run("Endpoint", func(t *testing.T) {
+		// An error wrapping ErrPanic, and the refresh token is not sent
+		// again: the endpoint may have sent it before panicking.
+		var calls atomic.Int64
+		v := setup(t, refresh.Config{Endpoint: refresh.EndpointFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+			calls.Add(1)
+			boom()
+			return nil, nil
+		})})
+		for range 2 {
+			_, err := v.e.Refresh(t.Context(), "", nil)
+			if !errors.Is(err, refresh.ErrPanic) {
+				t.Errorf("endpoint panics: got %v, want ErrPanic", err)
+			}
+			noSecret(t, "endpoint", err)
+		}
+		if calls.Load() != 1 {
+			t.Errorf("endpoint called %d times after panicking; want 1", calls.Load())
+		}
+	})
+}
+
+// panicHandler is a slog.Handler that panics on every record.
+type panicHandler struct{}
+
+func (panicHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (panicHandler) Handle(context.Context, slog.Record) error { panic("log handler") }
+func (h panicHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h panicHandler) WithGroup(string) slog.Handler           { return h }
+
+// TestCloseReportsUnsaved: Close tries once more to save a pending token
+// and names the keys whose newest token it could not save.
+func TestCloseReportsUnsaved(t *testing.T) {
+	srv := newStrict(t, refreshtest.Options{})
+	var faults storetest.Faults
+	e := newEng(t, srv, refresh.Config{Store: faults.Wrap(new(refresh.MemoryStore))})
+	ctx := t.Context()
+	for _, k := range []string{"alice", "bob"} {
+		if err := e.SetToken(ctx, k, srv.Token()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	faults.SetRandom(storetest.Random{Ops: []storetest.Op{storetest.OpCompareAndSwap}, Error: 1})
+	for _, k := range []string{"alice", "bob"} {
+		if _, err := e.Refresh(ctx, k, nil); err != nil {
+			t.Fatalf("refresh of %s: %v", k, err)
+		}
+	}
+	faults.Clear()
+	faults.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Key: "bob", Kind: storetest.FaultError})
+	err := e.Close(ctx)
+	if !errors.Is(err, refresh.ErrNotSaved) {
+		t.Fatalf("Close: got %v, want ErrNotSaved", err)
+	}
+	var x *refresh.Error
+	if !errors.As(err, &x) || x.Key != "bob" || strings.Contains(err.Error(), "alice") {
+		t.Errorf("Close: %v; want bob's key only", err)
+	}
+	if _, err := e.Refresh(ctx, "alice", nil); !errors.Is(err, refresh.ErrClosed) {
+		t.Errorf("Refresh after Close: %v; want ErrClosed", err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
