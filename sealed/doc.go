@@ -28,7 +28,23 @@
 //     how often that user's token is refreshed.
 //
 // So a backend reader knows which users have a token and when they use it,
-// though none of the tokens.
+// though none of the tokens. [HideKeys] takes the store keys away too: see
+// Hiding store keys.
+//
+// # Hiding store keys
+//
+// [HideKeys] wraps the backend so that it sees, instead of each store key,
+// the key's HMAC-SHA-256 under a naming secret of its own:
+//
+//	hidden, err := sealed.HideKeys(redisStore, secretFromManager("tokens/names"))
+//	store, err := sealed.New(hidden, current, old...)
+//
+// A backend reader then learns how many tokens there are and can follow
+// each one's saves through time, but not whose it is. Sealing still binds
+// each value to the store key itself, so a value copied to another name
+// does not open. The naming secret is separate from the sealing keys
+// because it cannot be rotated: a new one renames every key, and the
+// tokens stored under the old names are no longer found.
 //
 // # What is not
 //
