@@ -10,11 +10,22 @@ import (
 	"github.com/oauthkit/refresh/storetest"
 )
 
-// TestConformance runs the store conformance suite through the wrapper over
-// each combination of backend capabilities: the wrapper must honour every
-// contract its backend does.
+// TestConformance runs the store conformance suite through the wrappers
+// (sealing, hiding keys, both) over each combination of backend
+// capabilities: a wrapper must honour every contract its backend does.
 func TestConformance(t *testing.T) {
 	k1, k2 := newKey(t, "k1"), newKey(t, "k2")
+	names := nameSecret(t)
+	wrappers := []struct {
+		name string
+		wrap func(t *testing.T, b refresh.TokenStore) refresh.TokenStore
+	}{
+		{"sealed", func(t *testing.T, b refresh.TokenStore) refresh.TokenStore { return mustNew(t, b, k2, k1) }},
+		{"hidden", func(t *testing.T, b refresh.TokenStore) refresh.TokenStore { return mustHide(t, b, names) }},
+		{"hidden and sealed", func(t *testing.T, b refresh.TokenStore) refresh.TokenStore {
+			return mustNew(t, mustHide(t, b, names), k2, k1)
+		}},
+	}
 	for _, tt := range []struct {
 		name    string
 		backend func() refresh.TokenStore
@@ -24,11 +35,13 @@ func TestConformance(t *testing.T) {
 		{"cas", func() refresh.TokenStore { return &refresh.MemoryStore{} }},
 		{"locker+cas", func() refresh.TokenStore { return &mutexLockCASBackend{MemoryStore: &refresh.MemoryStore{}} }},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) refresh.TokenStore {
-				return mustNew(t, tt.backend(), k2, k1)
+		for _, w := range wrappers {
+			t.Run(w.name+"/"+tt.name, func(t *testing.T) {
+				storetest.Run(t, func(t *testing.T) refresh.TokenStore {
+					return w.wrap(t, tt.backend())
+				})
 			})
-		})
+		}
 	}
 }
 

@@ -11,10 +11,40 @@
 //
 // Access and refresh tokens, their type and expiry, wherever the backend
 // keeps them: its files, database rows and backups, replicas, dumps. Someone
-// who can read the backend but not the key learns only how many keys hold a
-// token and which key ID sealed each. Someone who can write to the backend
-// can delete or replace a sealed value, but not forge one, alter one, or
-// move one to another store key: every such value fails to open.
+// who can write to the backend can delete or replace a sealed value, but not
+// forge one, alter one, or move one to another store key: every such value
+// fails to open.
+//
+// Someone who can read the backend but not the key still learns, for each
+// stored token:
+//
+//   - its store key, in the clear: every backend keeps it (filestore and
+//     redisstore inside the stored JSON, pgstore in its key column), and a
+//     store key is usually a user ID or an e-mail address;
+//   - the ID of the key that sealed it;
+//   - about how long the token is: the sealed value grows with it;
+//   - whatever the backend records by itself, such as when the value was
+//     last saved (a file's modification time, pgstore's updated_at), and so
+//     how often that user's token is refreshed.
+//
+// So a backend reader knows which users have a token and when they use it,
+// though none of the tokens. [HideKeys] takes the store keys away too: see
+// Hiding store keys.
+//
+// # Hiding store keys
+//
+// [HideKeys] wraps the backend so that it sees, instead of each store key,
+// the key's HMAC-SHA-256 under a naming secret of its own:
+//
+//	hidden, err := sealed.HideKeys(redisStore, secretFromManager("tokens/names"))
+//	store, err := sealed.New(hidden, current, old...)
+//
+// A backend reader then learns how many tokens there are and can follow
+// each one's saves through time, but not whose it is. Sealing still binds
+// each value to the store key itself, so a value copied to another name
+// does not open. The naming secret is separate from the sealing keys
+// because it cannot be rotated: a new one renames every key, and the
+// tokens stored under the old names are no longer found.
 //
 // # What is not
 //

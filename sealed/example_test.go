@@ -3,6 +3,7 @@ package sealed_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"strings"
@@ -65,4 +66,28 @@ func Example_rotation() {
 	// Output:
 	// true
 	// rt-1
+}
+
+func ExampleHideKeys() {
+	ctx := context.Background()
+	backend := &refresh.MemoryStore{}
+	hidden, err := sealed.HideKeys(backend, secretFromManager("tokens/names"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	store, err := sealed.New(hidden, sealed.Key{ID: "2026-01", Secret: secretFromManager("tokens/1")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Save(ctx, "alice", &oauth2.Token{AccessToken: "at-1", RefreshToken: "rt-1"}); err != nil {
+		log.Fatal(err)
+	}
+
+	_, err = backend.Load(ctx, "alice")
+	fmt.Println("backend under alice:", errors.Is(err, refresh.ErrNotFound))
+	tok, _ := store.Load(ctx, "alice")
+	fmt.Println("wrapper:", tok.AccessToken, tok.RefreshToken)
+	// Output:
+	// backend under alice: true
+	// wrapper: at-1 rt-1
 }

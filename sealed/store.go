@@ -45,36 +45,58 @@ func New(next refresh.TokenStore, current Key, old ...Key) (refresh.TokenStore, 
 		s.keys[k.ID] = aead
 	}
 
-	// Method sets are static: one type per combination of capabilities,
-	// so that the engine's type assertions see exactly what next offers.
-	l, isLocker := next.(refresh.Locker)
-	c, isCAS := next.(refresh.CompareAndSwapper)
+	var lm lockMethod
+	if l, ok := next.(refresh.Locker); ok {
+		lm = locker{l}
+	}
+	var cm casMethod
+	if c, ok := next.(refresh.CompareAndSwapper); ok {
+		cm = casser{s, c}
+	}
+	return withCapabilities(s, lm, cm), nil
+}
+
+// The optional capabilities that a wrapper passes on from its backend.
+type (
+	lockMethod interface {
+		Lock(ctx context.Context, key string) (unlock func(), err error)
+	}
+	casMethod interface {
+		CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error
+	}
+)
+
+// withCapabilities returns base with l's Lock if l is not nil and c's
+// CompareAndSwap if c is not nil. Method sets are static: there is one type
+// for each combination, so that the engine's type assertions see exactly
+// what the backend offers.
+func withCapabilities(base refresh.TokenStore, l lockMethod, c casMethod) refresh.TokenStore {
 	switch {
-	case isLocker && isCAS:
-		return lockCASStore{s, locker{l}, casser{s, c}}, nil
-	case isLocker:
-		return lockStore{s, locker{l}}, nil
-	case isCAS:
-		return casStore{s, casser{s, c}}, nil
+	case l != nil && c != nil:
+		return lockCASStore{base, l, c}
+	case l != nil:
+		return lockStore{base, l}
+	case c != nil:
+		return casStore{base, c}
 	default:
-		return s, nil
+		return base
 	}
 }
 
-// The four combinations of capabilities, built by embedding.
+// The three combinations beyond a plain store, built by embedding.
 type (
 	lockStore struct {
-		*store
-		locker
+		refresh.TokenStore
+		lockMethod
 	}
 	casStore struct {
-		*store
-		casser
+		refresh.TokenStore
+		casMethod
 	}
 	lockCASStore struct {
-		*store
-		locker
-		casser
+		refresh.TokenStore
+		lockMethod
+		casMethod
 	}
 )
 

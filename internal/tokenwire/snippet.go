@@ -2,16 +2,15 @@ package tokenwire
 
 import (
 	"html"
-	"net/url"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/oauthkit/refresh/internal/redact"
 )
 
 const (
 	snippetMax = 120
-	redacted   = "[redacted]"
-	ellipsis   = "…"
+	redacted   = redact.Marker
+	ellipsis   = redact.Ellipsis
 )
 
 // Snippet returns a short, printable excerpt of a non-2xx body for
@@ -21,75 +20,16 @@ const (
 // removed, HTML tags and comments stripped (keeping the text between them,
 // but not the code inside script and style elements), HTML character
 // references decoded, and every occurrence of each non-empty secret
-// (len >= 4) replaced by "[redacted]". Secrets are also found URL-encoded or
-// with "/" escaped as in JSON. Returns "" for an empty body.
+// (len >= 4) replaced by "[redacted]". Secrets are found in every spelling
+// [redact.Secrets.String] knows: URL-encoded, JSON-escaped, base64, hex.
+// Returns "" for an empty body.
 func Snippet(body []byte, secrets ...string) string {
-	secrets = secretForms(secrets)
-	// Redact before and after the clean-up: before, so that stripping tags or
-	// collapsing spaces cannot split a secret into pieces that escape, and
-	// after, for a secret that only appears once character references are
-	// decoded.
-	s := redact(string(body), secrets)
-	s = collapse(html.UnescapeString(stripTags(s)))
-	return cut(redact(s, secrets), snippetMax)
-}
-
-// secretForms returns the secrets to look for: each usable secret as is,
-// URL-encoded (as in a form body) and with "/" escaped (as some JSON encoders
-// write it).
-func secretForms(secrets []string) []string {
-	var forms []string
-	for _, s := range secrets {
-		if len(s) < 4 {
-			continue // too short to redact without mangling the text
-		}
-		forms = append(forms, s)
-		for _, f := range []string{url.QueryEscape(s), strings.ReplaceAll(s, "/", `\/`)} {
-			if f != s {
-				forms = append(forms, f)
-			}
-		}
-	}
-	return forms
-}
-
-// redact replaces each run of bytes covered by occurrences of the secrets
-// with "[redacted]". Marking bytes first makes overlapping secrets, and a
-// secret that is part of another, disappear completely.
-func redact(s string, secrets []string) string {
-	var hide []bool // whether each byte of s belongs to a secret; nil until one is found
-	for _, sec := range secrets {
-		end := 0 // bytes before end are already marked for this secret
-		for i := strings.Index(s, sec); i >= 0; {
-			if hide == nil {
-				hide = make([]bool, len(s))
-			}
-			for k := max(i, end); k < i+len(sec); k++ {
-				hide[k] = true
-			}
-			end = i + len(sec)
-			j := strings.Index(s[i+1:], sec)
-			if j < 0 {
-				break
-			}
-			i += 1 + j
-		}
-	}
-	if hide == nil {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if !hide[i] {
-			b.WriteByte(s[i])
-			continue
-		}
-		b.WriteString(redacted)
-		for i+1 < len(s) && hide[i+1] {
-			i++
-		}
-	}
-	return b.String()
+	sec := redact.New(secrets...)
+	// Redact before the clean-up too, so that stripping tags cannot split
+	// a secret into pieces that escape; redact.Field redacts again once
+	// character references are decoded, and after its own clean-up.
+	s := sec.String(string(body))
+	return redact.Field(html.UnescapeString(stripTags(s)), snippetMax, sec)
 }
 
 // stripTags replaces each HTML tag and comment with a space. It drops the
@@ -157,41 +97,4 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// collapse turns each run of white space into one space, trims the ends,
-// and removes invalid UTF-8 and non-printable characters: control
-// characters could forge log lines and format characters (such as bidi
-// overrides) could disguise them.
-func collapse(s string) string {
-	var b strings.Builder
-	space := false
-	for len(s) > 0 {
-		r, n := utf8.DecodeRuneInString(s)
-		s = s[n:]
-		switch {
-		case unicode.IsSpace(r):
-			space = b.Len() > 0
-		case r == utf8.RuneError && n == 1, !unicode.IsPrint(r):
-		default:
-			if space {
-				b.WriteByte(' ')
-				space = false
-			}
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-// cut shortens s to at most n bytes, ellipsis included, on a UTF-8 boundary.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	n -= len(ellipsis)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return strings.TrimRight(s[:n], " ") + ellipsis
 }

@@ -400,6 +400,13 @@ func TestSnippet(t *testing.T) {
 		{name: "secret as character references", body: "RT&#45;SECRET", secrets: []string{"RT-SECRET"}, want: "[redacted]"},
 		{name: "secret split by tag", body: "RT-SE<b>CRET</b>", secrets: []string{"RT-SE<b>CRET"}, want: "[redacted]"},
 		{name: "secret in tag", body: `<input value="RT-SECRET">ok`, secrets: []string{"RT-SECRET"}, want: "ok"},
+		{name: "secret JSON-escaped as \\u", body: `{"t":"RT\u002Fa\u002bb"}`, secrets: []string{"RT/a+b"}, want: `{"t":"[redacted]"}`},
+		{name: "secret percent-encoded in lower case", body: "token=RT%2fa%2bb", secrets: []string{"RT/a+b"}, want: "token=[redacted]"},
+		{name: "secret path-escaped", body: "/t/RT%2Fa+b c", secrets: []string{"RT/a+b"}, want: "/t/[redacted] c"},
+		// base64("client:RT-SECRET-XYZ"): the secret starts one byte into
+		// a base64 group, so base64(secret) is not in it.
+		{name: "secret in Basic credentials", body: "Authorization: Basic Y2xpZW50OlJULVNFQ1JFVC1YWVo=", secrets: []string{"RT-SECRET-XYZ"}, want: "Authorization: Basic Y2xpZW50O[redacted]"},
+		{name: "secret as hex", body: "t=52542d5345435245542d58595a", secrets: []string{"RT-SECRET-XYZ"}, want: "t=[redacted]"},
 
 		{name: "120 bytes not cut", body: long[:120], want: long[:120]},
 		{name: "121 bytes cut", body: long[:121], want: long[:117] + "…"},

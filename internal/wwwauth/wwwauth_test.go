@@ -1,6 +1,7 @@
 package wwwauth
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -260,10 +261,17 @@ func TestLongInput(t *testing.T) {
 		cs := Parse([]string{s})
 		checkChallenges(t, []string{s}, cs)
 	}
-	// Many challenges share no state beyond their own params.
+	// Many challenges share no state beyond their own params; the ones
+	// past the limit are not read.
 	s := strings.Repeat(`Bearer error="invalid_token", `, 1000)
-	if cs := Parse([]string{s}); len(cs) != 1000 {
-		t.Errorf("got %d challenges, want 1000", len(cs))
+	cs := Parse([]string{s})
+	if len(cs) != maxChallenges {
+		t.Errorf("got %d challenges, want %d (the limit)", len(cs), maxChallenges)
+	}
+	for i, c := range cs {
+		if len(c.Params) != 1 || c.Params["error"] != "invalid_token" {
+			t.Errorf("challenge %d has params %q, want only its own error", i, c.Params)
+		}
 	}
 }
 
@@ -324,12 +332,220 @@ func format(cs []Challenge) string {
 	return b.String()
 }
 
+// unlimited parses everything, to compare with the limited parser.
+var unlimited = limits{math.MaxInt, math.MaxInt, math.MaxInt}
+
+// truncate returns values cut after n bytes as the limit counts them: each
+// value's bytes, and one for each line break.
+func truncate(values []string, n int) []string {
+	var out []string
+	for _, v := range values {
+		if n <= 0 {
+			break
+		}
+		if len(v) >= n {
+			return append(out, v[:n])
+		}
+		out = append(out, v)
+		n -= len(v) + 1
+	}
+	return out
+}
+
+// isPrefix reports whether the limited result part is what a limit may
+// leave of whole: its challenges but the last are whole's first ones, and
+// its last one lacks at most its token68 and some of its last params (a
+// limit only removes a suffix of the list).
+func isPrefix(part, whole []Challenge) bool {
+	if len(part) > len(whole) {
+		return false
+	}
+	for i, c := range part {
+		w := whole[i]
+		if i < len(part)-1 {
+			if !reflect.DeepEqual(c, w) {
+				return false
+			}
+			continue
+		}
+		if c.Scheme != w.Scheme || c.Token68 != "" && c.Token68 != w.Token68 {
+			return false
+		}
+		for k, v := range c.Params {
+			if wv, ok := w.Params[k]; !ok || wv != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+var limitTests = []struct {
+	name   string
+	values []string
+	lim    limits
+	want   []Challenge
+}{
+	{
+		name:   "cut in quoted value",
+		values: []string{`Bearer error="invalid_token"`},
+		lim:    limits{bytes: 20},
+		want:   []Challenge{{Scheme: "Bearer"}},
+	},
+	{
+		name:   "cut in unquoted value",
+		values: []string{`Bearer error=invalid_token, realm=x`},
+		lim:    limits{bytes: 20},
+		want:   []Challenge{{Scheme: "Bearer"}},
+	},
+	{
+		name:   "cut after empty unquoted value",
+		values: []string{`Bearer realm=x, error=`},
+		lim:    limits{bytes: 22},
+		want:   []Challenge{{Scheme: "Bearer", Params: p{"realm": "x"}}},
+	},
+	{
+		name:   "cut after closing quote",
+		values: []string{`Bearer error="x", realm="y"`},
+		lim:    limits{bytes: len(`Bearer error="x"`)},
+		want:   []Challenge{{Scheme: "Bearer", Params: p{"error": "x"}}},
+	},
+	{
+		name:   "cut in escape",
+		values: []string{`Bearer error="x\"y"`},
+		lim:    limits{bytes: len(`Bearer error="x\`)},
+		want:   []Challenge{{Scheme: "Bearer"}},
+	},
+	{
+		name:   "cut right after a token",
+		values: []string{`Bearer error="x", realm="y"`},
+		lim:    limits{bytes: len(`Bearer error="x", realm`)},
+		want:   []Challenge{{Scheme: "Bearer", Params: p{"error": "x"}}},
+	},
+	{
+		// "Bearer " may be the name of a param: "Bearer = x".
+		name:   "cut after scheme and space",
+		values: []string{`Bearer error="x"`},
+		lim:    limits{bytes: len(`Bearer `)},
+		want:   nil,
+	},
+	{
+		name:   "cut in scheme",
+		values: []string{`Basic realm=x, Bearer error="x"`},
+		lim:    limits{bytes: len(`Basic realm=x, Bea`)},
+		want:   []Challenge{{Scheme: "Basic", Params: p{"realm": "x"}}},
+	},
+	{
+		name:   "cut in token68",
+		values: []string{`Negotiate abc==, Basic`},
+		lim:    limits{bytes: len(`Negotiate abc`)},
+		want:   []Challenge{{Scheme: "Negotiate"}},
+	},
+	{
+		// Not a token68 "realm": the cut hides "=".
+		name:   "cut after what looks like token68",
+		values: []string{`Bearer realm="x"`},
+		lim:    limits{bytes: len(`Bearer realm`)},
+		want:   []Challenge{{Scheme: "Bearer"}},
+	},
+	{
+		name:   "line breaks count",
+		values: []string{`Bearer a=b`, `Basic`},
+		lim:    limits{bytes: len(`Bearer a=b`) + 1 + len(`Basic`)},
+		want:   []Challenge{{Scheme: "Bearer", Params: p{"a": "b"}}},
+	},
+	{
+		name:   "value within the limit",
+		values: []string{`Bearer a=b`, `Basic`},
+		lim:    limits{bytes: len(`Bearer a=b`) + 1 + len(`Basic`) + 1},
+		want:   []Challenge{{Scheme: "Bearer", Params: p{"a": "b"}}, {Scheme: "Basic"}},
+	},
+	{
+		name:   "no byte left for the next value",
+		values: []string{`Bearer a=b`, `Basic`},
+		lim:    limits{bytes: len(`Bearer a=b`) + 1},
+		want:   []Challenge{{Scheme: "Bearer", Params: p{"a": "b"}}},
+	},
+	{
+		name:   "challenge limit",
+		values: []string{`A, B x=y`, `C`},
+		lim:    limits{bytes: 100, challenges: 2, params: 10},
+		want:   []Challenge{{Scheme: "A"}, {Scheme: "B", Params: p{"x": "y"}}},
+	},
+	{
+		name:   "param limit counts all challenges",
+		values: []string{`A a=1, b=2`, `B c=3, d=4`},
+		lim:    limits{bytes: 100, challenges: 10, params: 3},
+		want:   []Challenge{{Scheme: "A", Params: p{"a": "1", "b": "2"}}, {Scheme: "B", Params: p{"c": "3"}}},
+	},
+	{
+		name:   "orphans do not count",
+		values: []string{`a=1, b=2, A c=3`},
+		lim:    limits{bytes: 100, challenges: 10, params: 1},
+		want:   []Challenge{{Scheme: "A", Params: p{"c": "3"}}},
+	},
+}
+
+func TestLimits(t *testing.T) {
+	for _, tt := range limitTests {
+		t.Run(tt.name, func(t *testing.T) {
+			lim := tt.lim
+			if lim.challenges == 0 {
+				lim.challenges, lim.params = math.MaxInt, math.MaxInt
+			}
+			got := parse(tt.values, lim)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parse(%q, %v)\ngot  %q\nwant %q", tt.values, lim, got, tt.want)
+			}
+			if all := parse(tt.values, unlimited); !isPrefix(got, all) {
+				t.Errorf("parse(%q, %v) = %q, not a prefix of %q", tt.values, lim, got, all)
+			}
+		})
+	}
+}
+
+// TestLimitsDecideTowardRefresh: an error code past the limits is not seen,
+// so the transport refreshes; a code cut by the limit is not misread.
+func TestLimitsDecideTowardRefresh(t *testing.T) {
+	pad := `Bearer realm="` + strings.Repeat("x", maxBytes) + `", `
+	manyParams := "Bearer " + strings.Repeat("a=b, ", maxParams)
+	manyChallenges := strings.Repeat("Basic, ", maxChallenges)
+	for _, values := range [][]string{
+		{pad + `error="insufficient_scope"`},
+		{pad[:maxBytes-len(`error="insufficient_scope"`)] + `", error="insufficient_scope"`},
+		{manyParams + `error="insufficient_scope"`},
+		{manyChallenges + `Bearer error="insufficient_scope"`},
+		{strings.Repeat(",", maxBytes-1), `Bearer error=insufficient_scope`},
+	} {
+		if code, ok := ErrorCode(values); ok {
+			t.Errorf("ErrorCode(%.40q…) = %q, %v; want no code", values, code, ok)
+		}
+	}
+	// The last byte read ends the value, which may go on: no code either.
+	cut := strings.Repeat(",", maxBytes-len(`Bearer error=invalid_token`)) + `Bearer error=invalid_token`
+	if code, ok := ErrorCode([]string{cut + "x"}); ok {
+		t.Errorf("ErrorCode(…%q) = %q, %v; want no code", cut[len(cut)-30:]+"x", code, ok)
+	}
+	// One byte more and the code is whole.
+	if code, ok := ErrorCode([]string{cut[1:] + ","}); code != "invalid_token" || !ok {
+		t.Errorf("ErrorCode(…%q) = %q, %v; want invalid_token", cut[len(cut)-30:]+",", code, ok)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, tt := range parseTests {
 		f.Add(strings.Join(tt.values, "\n"))
 	}
+	for _, tt := range limitTests {
+		f.Add(strings.Join(tt.values, "\n"))
+	}
 	for _, s := range []string{`Bearer ,,, error=`, `Bearer error="invalid_token`, "\x00\xff\"\\,= \t"} {
 		f.Add(s)
+	}
+	// The shapes of TestCostIsBounded, long enough to pass the limit but
+	// not so long that the fuzzer spends its time minimizing them.
+	for _, sh := range hostile(3 * maxBytes) {
+		f.Add(strings.Join(sh.values, "\n"))
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		// Newlines separate header values, so the fuzzer explores several.
@@ -337,19 +553,55 @@ func FuzzParse(f *testing.F) {
 		cs := Parse(values)
 		checkChallenges(t, values, cs)
 
+		// The limit is the end: what lies past it changes nothing.
+		if again := Parse(truncate(values, maxBytes)); !reflect.DeepEqual(again, cs) {
+			t.Fatalf("Parse(%q) = %q, but truncated at the limit %q", values, cs, again)
+		}
+		if len(s) > maxBytes {
+			// The rest parses it all, which is slow for the long seeds;
+			// the small limits below test the same code on short input.
+			return
+		}
+
 		// Challenges never span header values.
+		all := parse(values, unlimited)
 		var each []Challenge
 		for _, v := range values {
-			each = append(each, Parse([]string{v})...)
+			each = append(each, parse([]string{v}, unlimited)...)
 		}
-		if !reflect.DeepEqual(cs, each) {
-			t.Fatalf("Parse(%q) = %q, but value by value %q", values, cs, each)
+		if !reflect.DeepEqual(all, each) {
+			t.Fatalf("Parse(%q) = %q, but value by value %q", values, all, each)
 		}
 
 		// What was parsed survives a round trip through canonical form.
-		canon := format(cs)
-		if again := Parse([]string{canon}); !reflect.DeepEqual(again, cs) {
-			t.Fatalf("Parse(%q) = %q; reparsed from %q = %q", values, cs, canon, again)
+		canon := format(all)
+		if again := parse([]string{canon}, unlimited); !reflect.DeepEqual(again, all) {
+			t.Fatalf("Parse(%q) = %q; reparsed from %q = %q", values, all, canon, again)
+		}
+
+		// Small limits, so that short inputs reach them: they cut a
+		// suffix, what lies past the byte limit changes nothing, and the
+		// error code is the whole header's or none.
+		wantCode, wantOK := errorCode(values, unlimited)
+		n := len(s)
+		for _, lim := range []limits{
+			{n / 3, math.MaxInt, math.MaxInt},
+			{n / 2, math.MaxInt, math.MaxInt},
+			{n - 1, math.MaxInt, math.MaxInt},
+			{math.MaxInt, n % 4, math.MaxInt},
+			{math.MaxInt, math.MaxInt, n % 5},
+			{n - n/4, 1 + n%3, 1 + n%4},
+		} {
+			part := parse(values, lim)
+			if !isPrefix(part, all) {
+				t.Fatalf("parse(%q, %v) = %q, not a prefix of %q", values, lim, part, all)
+			}
+			if again := parse(truncate(values, lim.bytes), lim); !reflect.DeepEqual(again, part) {
+				t.Fatalf("parse(%q, %v) = %q, but truncated at the limit %q", values, lim, part, again)
+			}
+			if code, ok := errorCode(values, lim); ok && (code != wantCode || !wantOK) {
+				t.Fatalf("errorCode(%q, %v) = %q, %v; without limits %q, %v", values, lim, code, ok, wantCode, wantOK)
+			}
 		}
 	})
 }

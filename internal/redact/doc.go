@@ -1,0 +1,55 @@
+// Package redact hides secrets (tokens) in text that came from a server or
+// a store before the text reaches an error, a log line or an event.
+//
+// A server that echoes a token rarely echoes it verbatim: it may sit in a
+// form body (percent-encoded), in JSON (with "/" written as "\/", or "+" as
+// "\u002B"), in a Basic credential or a base64-encoded document, or as hex.
+// [Secrets.String] finds each secret in all of these spellings:
+//
+//   - raw, and with spaces as "+" (a form body);
+//   - in the text with percent-encoding decoded ("%2F", "%2f"): this covers
+//     [url.QueryEscape], [url.PathEscape] and any other choice of escaped
+//     characters;
+//   - in the text with JSON string escapes decoded ("\/", "\"", "\n",
+//     "\u002f", "\u002F", surrogate pairs): this covers encoding/json (which
+//     writes "\u003c", "\u003e", "\u0026", "\u2028", "\u0001"), PHP ("\/",
+//     "\u00e9"), Python's ensure_ascii, .NET ("\u002B") and Gson
+//     ("\u003d");
+//   - base64 in the standard and URL alphabets, padded or not, at each of
+//     the three alignments a secret can have inside a longer encoded blob
+//     (Basic "base64(id:secret)", a base64-encoded JSON document). Inside a
+//     blob the secret's bytes share their first and last base64 characters
+//     with their neighbours, so the form searched is the run of characters
+//     determined by the secret alone; a match also hides the character on
+//     each side that carries some of the secret's bits, and any "=" padding;
+//   - hex, lower and upper case.
+//
+// Every form is also searched in the decoded texts, so that a base64 blob
+// with "/" escaped as "\/", or percent-encoded, is found too. Each byte of
+// the input that belongs to an occurrence of any form is marked first, and
+// each run of marked bytes is then replaced by one marker: overlapping
+// secrets, and a secret inside another, disappear completely.
+//
+// Secrets shorter than [MinLen] bytes are ignored, and so are base64 and
+// hex forms shorter than 6 characters: such short strings occur in ordinary
+// text, and hiding them would mangle it. Real tokens are far longer.
+//
+// Not found: a secret encoded twice over (percent-encoded JSON, "%252F"),
+// HTML character references (the caller decodes them first, as
+// tokenwire.Snippet does), the JSON form of a secret that is not valid
+// UTF-8 (encoders replace its bytes), and base64 of an escaped form (a
+// JSON document with "\/" in it, then base64-encoded).
+//
+// # Cost
+//
+// [Secrets.String] searches each form in each of at most four texts: the
+// input, and those of its decoded views that differ from it (JSON escapes
+// decoded; the same with "\\" taken as two backslashes, so that `\\u002F`
+// shows the escaped "/" a reader sees; percent-encoding decoded), each built
+// only when the input holds a "\", "\\" or "%". Each search is one
+// [strings.Index] scan, plus O(len(in)) steps for overlapping occurrences
+// (see form.occurrences), so String costs about 4 × forms × len(in), with at
+// most 10 forms for each secret. Each decoded view takes 5 bytes of memory
+// for each byte of input, and the marks 4 once a secret is found. Callers
+// cap what they pass (the token endpoint's body is at most 1 MiB).
+package redact
