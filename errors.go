@@ -2,17 +2,14 @@ package refresh
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/oauthkit/refresh/internal/redact"
 	"golang.org/x/oauth2"
 )
 
@@ -134,11 +131,7 @@ func temporaryStatus(code int) bool {
 // value (the first 8 hex digits of its SHA-256), for logs and debugging. It
 // returns "" for "".
 func Fingerprint(token string) string {
-	if token == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:4])
+	return redact.Fingerprint(token)
 }
 
 // Limits on what an [Error] keeps of a server's answer.
@@ -155,12 +148,12 @@ var errMalformedCode = errors.New("token endpoint sent a malformed OAuth error c
 
 // clean makes every field of x that came from a server or user code safe to
 // print: the code is checked (RFC 6749 §5.2: %x20-21 / %x23-5B / %x5D-7E)
-// and dropped if it is not one, the description and the snippet lose their
+// and dropped if it is not one or holds a secret, the description and the snippet lose their
 // control characters and length, the URI must be a URI and loses its query
 // and fragment, and every encoding of every secret is redacted from all of
 // them and from the text of the cause, which is kept for errors.Is only.
 func (x *Error) clean(secrets ...string) {
-	if x.Code != "" && !validCode(x.Code) {
+	if x.Code != "" && (!validCode(x.Code) || redactSecrets(x.Code, secrets) != x.Code) {
 		x.Code = ""
 		x.malformedCode = true
 	}
@@ -201,58 +194,23 @@ func cleanURI(u string, secrets ...string) string {
 }
 
 // sanitizeDescription makes a server's error_description safe to print: no
-// control characters, bounded length, and no token value (servers have been
-// seen echoing the refresh token they reject).
+// control characters, bounded length, and no token value in any encoding
+// (servers have been seen echoing the refresh token they reject).
 func sanitizeDescription(s string, secrets ...string) string {
 	return cleanText(s, maxDescription, secrets...)
 }
 
-// cleanText returns s without control characters, cut to about max bytes,
-// with every known secret redacted. Secrets are redacted before the clean-up
-// too, so that removing characters cannot join a secret's pieces.
+// cleanText returns s without control characters and other non-printables,
+// its white space collapsed, cut to max bytes, with every known secret
+// redacted in every encoding (see internal/redact).
 func cleanText(s string, max int, secrets ...string) string {
-	s = redactSecrets(s, secrets)
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) { // do not split a UTF-8 sequence
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return redactSecrets(s, secrets)
+	return redact.Field(s, max, redact.New(secrets...).WithFingerprints())
 }
 
-// redactSecrets replaces every occurrence of each secret (of 4 bytes or
-// more) in s with its fingerprint.
+// redactSecrets replaces every form of each secret in s with its
+// fingerprint.
 func redactSecrets(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if len(sec) < 4 {
-			continue
-		}
-		for _, form := range secretForms(sec) {
-			if strings.Contains(s, form) {
-				s = strings.ReplaceAll(s, form, "[token "+Fingerprint(sec)+"]")
-			}
-		}
-	}
-	return s
-}
-
-// secretForms are the encodings of sec that are looked for.
-func secretForms(sec string) []string {
-	forms := []string{sec}
-	for _, f := range []string{url.QueryEscape(sec), url.PathEscape(sec), strings.ReplaceAll(sec, "/", `\/`)} {
-		if f != sec {
-			forms = append(forms, f)
-		}
-	}
-	return forms
+	return redact.New(secrets...).WithFingerprints().String(s)
 }
 
 // cleanError carries an error from user code (a store, an endpoint, the

@@ -389,7 +389,7 @@ func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapsh
 	case errors.Is(serr, ErrConflict):
 		return r.conflict(ctx, ns)
 	default:
-		e.saveFailed(r.key, nt, serr, &r.after)
+		e.saveFailed(r.key, ent, nt, serr, &r.after)
 		e.retryLater(r.key, ent, ns)
 	}
 	ent.publish(ns)
@@ -458,16 +458,11 @@ func (r *run) stillValid() bool {
 // secrets are the token values the flight knows, to be redacted from the
 // errors of user code.
 func (r *run) secrets() []string {
-	var s []string
-	for _, t := range []*oauth2.Token{r.base, r.ent.seen} {
-		if t != nil {
-			s = append(s, t.AccessToken, t.RefreshToken)
-		}
+	var cur *oauth2.Token
+	if r.cur != nil {
+		cur = r.cur.tok
 	}
-	if r.cur != nil && r.cur.tok != nil {
-		s = append(s, r.cur.tok.AccessToken, r.cur.tok.RefreshToken)
-	}
-	return s
+	return r.ent.secrets(r.base, cur)
 }
 
 // latch publishes that refreshing key cannot help, usually because the

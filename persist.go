@@ -56,6 +56,29 @@ func (ent *entry) ours(t *oauth2.Token) bool {
 	return false
 }
 
+// secrets returns the values of every token of the key this entry knows,
+// and of extra, to be redacted from the errors of user code. Called with
+// ent.mu held.
+func (ent *entry) secrets(extra ...*oauth2.Token) []string {
+	var s []string
+	add := func(t *oauth2.Token) {
+		if t != nil {
+			s = append(s, t.AccessToken, t.RefreshToken)
+		}
+	}
+	for _, t := range extra {
+		add(t)
+	}
+	add(ent.seen)
+	if c := ent.cur.Load(); c != nil {
+		add(c.tok)
+	}
+	for _, t := range ent.tried {
+		add(t)
+	}
+	return s
+}
+
 // save stores tok for key: with compare-and-swap against the token last seen
 // in the store when the store can, else with Save. A swap refused because the
 // store holds a token of ours (see entry.ours) is tried again against that
@@ -90,7 +113,7 @@ func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.T
 		case lerr != nil:
 			// Whose token the store holds is unknown: keep ours, and
 			// try again later.
-			return fmt.Errorf("store load after a refused compare-and-swap: %w", cleanErr(lerr, tok.AccessToken, tok.RefreshToken))
+			return fmt.Errorf("store load after a refused compare-and-swap: %w", cleanErr(lerr, ent.secrets(tok, stored)...))
 		case stored == nil:
 			return errors.New("store load after a refused compare-and-swap: store returned no token and no error")
 		case !ent.ours(stored):
@@ -116,13 +139,13 @@ func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after 
 		ent.pending, ent.tried = nil, nil
 		ent.releaseHeld()
 	default:
-		e.saveFailed(key, p.tok, err, after)
+		e.saveFailed(key, ent, p.tok, err, after)
 	}
 }
 
 // saveFailed reports a failed save of key's new token.
-func (e *Engine) saveFailed(key string, tok *oauth2.Token, cause error, after *[]func()) {
-	err := &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(cause, tok.AccessToken, tok.RefreshToken))}
+func (e *Engine) saveFailed(key string, ent *entry, tok *oauth2.Token, cause error, after *[]func()) {
+	err := &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(cause, ent.secrets(tok)...))}
 	e.logWarn("saving the new token failed; using it from memory and retrying", key, nil, err)
 	if h := e.hooks.SaveFailed; h != nil {
 		*after = append(*after, func() { h(key, err) })

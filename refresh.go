@@ -267,7 +267,7 @@ func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) er
 	ent.mu.Lock()
 	defer ent.mu.Unlock()
 	if err := e.storeSave(ctx, key, t); err != nil {
-		return &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(err, t.AccessToken, t.RefreshToken))}
+		return &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(err, ent.secrets(t)...))}
 	}
 	ent.saved(t)
 	ent.publish(unsendable(e.newSnapshot(key, t)))
