@@ -279,6 +279,14 @@ func (r *run) lock(ctx context.Context) *Error {
 		r.unlock, r.ent.held = r.ent.held, nil
 		return nil
 	}
+	if r.stillValid() {
+		// Nobody needs a new token yet: do not keep callers waiting
+		// behind another process's lock (one kept for a save that fails
+		// can be held for minutes); the valid token keeps serving.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, earlyLockWait)
+		defer cancel()
+	}
 	unlock, err := storeLock(ctx, l, r.key)
 	if err != nil {
 		return &Error{Key: r.key, Err: fmt.Errorf("store lock: %w", cleanErr(err, r.secrets()...)), temporary: true}

@@ -41,6 +41,10 @@ const (
 	// expired is used after a failed refresh before the next attempt.
 	earlyRetry = 5 * time.Second
 
+	// earlyLockWait bounds how long a refresh of a token that is due but
+	// still valid waits for the store's cross-process lock.
+	earlyLockWait = time.Second
+
 	// A token whose save failed is saved again in the background after
 	// saveBackoff, doubled each time up to saveMaxDelay, until it is saved
 	// or the engine is closed; every later flight of the key tries too.
