@@ -46,6 +46,39 @@
 // bytes (a PostgreSQL text value cannot hold others); any other is refused
 // with an error, never stored under another key.
 //
+// Migrate also checks an existing table, made by hand or by another
+// program, and refuses one that would break a promise of the store, with
+// an error wrapping [ErrBadTable] that names each column at fault, what it
+// is and what the store needs:
+//
+//   - key, access_token, token_type and refresh_token are text, or varchar
+//     without a length (text by another name): char(n) ignores trailing
+//     spaces and varchar(n) cuts them, so "alice " would find or overwrite
+//     the row of "alice".
+//   - key, access_token and refresh_token, and every unique index on key,
+//     have deterministic collations: a nondeterministic one (an ICU
+//     collation made case-insensitive) makes "Alice" equal "alice", and
+//     would let a compare-and-swap match a token that differs in case. A
+//     deterministic collation compares for equality byte by byte, whichever
+//     it is; "C" is the fastest.
+//   - expiry and updated_at are timestamptz without a precision: timestamp
+//     without time zone stores the writer's wall-clock time, so an expiry
+//     saved by a process at UTC+3 reads back 3 hours late and an expired
+//     token looks valid; timestamptz(0) rounds an expiry up.
+//   - expires_in and version are bigint.
+//   - access_token, token_type, refresh_token and expires_in are NOT NULL;
+//     expiry allows NULL.
+//   - key has a valid, non-deferrable unique index of its own (the primary
+//     key), as INSERT … ON CONFLICT needs.
+//   - it is a table (possibly partitioned), not a view.
+//
+// Other columns, defaults and constraints are the owner's. Triggers and
+// rules are not checked: one that rewrites a key or a token is the owner's
+// doing. Migrate checks the table when it runs, not later: run it again
+// after altering the table. Load also compares the key of the row it read
+// with the key it was asked for, byte for byte, and returns an error
+// wrapping ErrBadTable, never the token, if they differ.
+//
 // Tokens are stored in the clear: anyone who can read the table, its
 // backups or its replicas can use them. Wrap the store with
 // [github.com/oauthkit/refresh/sealed] to encrypt them; its Lock and

@@ -147,7 +147,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		tries: min(maxConns, 16) + 1,
 		slots: make(chan struct{}, maxConns-1),
 
-		loadSQL: "SELECT " + cols + " FROM " + ident + " WHERE key = $1",
+		loadSQL: "SELECT key, " + cols + " FROM " + ident + " WHERE key = $1",
 		saveSQL: "INSERT INTO " + ident + " AS t (key, " + cols + ", version, updated_at)" +
 			" VALUES ($1, $2, $3, $4, $5, $6, 1, now())" +
 			" ON CONFLICT (key) DO UPDATE SET access_token = EXCLUDED.access_token," +
@@ -168,21 +168,29 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 func (s *Store) Table() string { return s.ident }
 
 // Load implements [refresh.TokenStore]. It returns [refresh.ErrNotFound]
-// if the table has no row for key.
+// if the table has no row for key, and an error wrapping [ErrBadTable] if
+// the row it found holds another key (which only a table that [Migrate]
+// refuses can do).
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	var (
 		tok    oauth2.Token
+		stored string
 		expiry *time.Time
 	)
 	err := s.retry(ctx, func() error {
 		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(
-			&tok.AccessToken, &tok.TokenType, &tok.RefreshToken, &expiry, &tok.ExpiresIn)
+			&stored, &tok.AccessToken, &tok.TokenType, &tok.RefreshToken, &expiry, &tok.ExpiresIn)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, refresh.ErrNotFound
 	}
 	if err != nil {
 		return nil, s.wrap("load", err)
+	}
+	if stored != key {
+		// A key column that compares loosely (char(n), a
+		// nondeterministic collation) found another key's row.
+		return nil, fmt.Errorf("pgstore: load in %s: %w: the row found holds another key (run pgstore.Migrate to check the table)", s.ident, ErrBadTable)
 	}
 	if expiry != nil {
 		tok.Expiry = *expiry
