@@ -44,7 +44,8 @@
 // collation makes keys and tokens compare byte by byte, whatever the
 // database's collation. Keys and tokens must be valid UTF-8 without NUL
 // bytes (a PostgreSQL text value cannot hold others); any other is refused
-// with an error, never stored under another key.
+// with an error that says which field is at fault, before anything is
+// sent, never stored under another key.
 //
 // Migrate also checks an existing table, made by hand or by another
 // program, and refuses one that would break a promise of the store, with
@@ -168,10 +169,18 @@
 // # Errors
 //
 // Load returns [refresh.ErrNotFound] only when the key has no row. Other
-// errors name the operation and the table, wrap pgx's error (and
-// [ErrNoTable] if the table or its schema does not exist, or the context's
-// error if it ended), and never contain a token: PostgreSQL's messages name
-// objects and types, not parameter values.
+// errors name the operation and the table and never contain a token, in
+// their message or in any error they wrap. That rules out passing on
+// PostgreSQL's and pgx's errors: the detail of a check or not-null
+// violation (a constraint the table's owner added, say) holds the whole
+// failing row, tokens included; a column of the wrong type puts the value
+// into the message ("invalid input syntax for type uuid: …"); a value pgx
+// cannot parse is quoted by its scan error. So a failed statement gives an
+// [*Error]: the SQLSTATE and the names of the column, constraint or data
+// type PostgreSQL gave, in pgstore's own words, wrapping [ErrNoTable] if
+// the table or its schema does not exist, the context's error if it ended,
+// and the network's error if the connection failed, but nothing of the
+// texts of the server or of pgx.
 //
 // # database/sql
 //

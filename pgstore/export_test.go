@@ -11,3 +11,8 @@ func (s *Store) LockIDForTest(ctx context.Context, key string) (int64, error) {
 	}
 	return lockID(ns, key), nil
 }
+
+// NewErrorForTest returns the error of op on table that failed with err.
+func NewErrorForTest(ctx context.Context, op, table string, err error) error {
+	return newError(ctx, op, table, err)
+}

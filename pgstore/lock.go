@@ -96,7 +96,7 @@ func (s *Store) tryLock(ctx context.Context, id int64) (*pgxpool.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
 		}
-		return nil, s.wrap("lock", err)
+		return nil, newError(ctx, "lock", s.ident, err)
 	case !got:
 		conn.Release()
 		<-s.slots
@@ -161,7 +161,7 @@ func (s *Store) namespace(ctx context.Context) (string, error) {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
 		}
-		return "", s.wrap("lock", err)
+		return "", newError(ctx, "lock", s.ident, err)
 	}
 	ns = schema + "\x00" + table
 	s.mu.Lock()

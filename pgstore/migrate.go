@@ -30,7 +30,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+		return newError(ctx, "migrate", ident, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // no-op after Commit
 	// CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions
@@ -52,17 +52,20 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	}
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
-			return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+			return newError(ctx, "migrate", ident, err)
 		}
 	}
 	// An existing table made by hand or by another program must be one
 	// the store can keep its promises with, not only one that has the
 	// columns.
-	if err := checkTable(ctx, tx, ident); err != nil {
+	switch err := checkTable(ctx, tx, ident); {
+	case errors.Is(err, ErrBadTable):
 		return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+	case err != nil:
+		return newError(ctx, "migrate", ident, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+		return newError(ctx, "migrate", ident, err)
 	}
 	return nil
 }

@@ -177,6 +177,9 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 		stored string
 		expiry *time.Time
 	)
+	if err := checkText("load", s.ident, key, nil, nil); err != nil {
+		return nil, err
+	}
 	err := s.retry(ctx, func() error {
 		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(
 			&stored, &tok.AccessToken, &tok.TokenType, &tok.RefreshToken, &expiry, &tok.ExpiresIn)
@@ -185,7 +188,7 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 		return nil, refresh.ErrNotFound
 	}
 	if err != nil {
-		return nil, s.wrap("load", err)
+		return nil, newError(ctx, "load", s.ident, err)
 	}
 	if stored != key {
 		// A key column that compares loosely (char(n), a
@@ -205,12 +208,15 @@ func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	if tok == nil {
 		return errors.New("pgstore: Save: nil token")
 	}
+	if err := checkText("save", s.ident, key, tok, nil); err != nil {
+		return err
+	}
 	err := s.retry(ctx, func() error {
 		_, err := s.pool.Exec(ctx, s.saveSQL, args(key, tok)...)
 		return err
 	})
 	if err != nil {
-		return s.wrap("save", err)
+		return newError(ctx, "save", s.ident, err)
 	}
 	return nil
 }
@@ -227,6 +233,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	if new == nil {
 		return errors.New("pgstore: CompareAndSwap: nil token")
 	}
+	if err := checkText("compare-and-swap", s.ident, key, new, old); err != nil {
+		return err
+	}
 	var tag pgconn.CommandTag
 	err := s.retry(ctx, func() error {
 		var err error
@@ -238,10 +247,37 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 		return err
 	})
 	if err != nil {
-		return s.wrap("compare-and-swap", err)
+		return newError(ctx, "compare-and-swap", s.ident, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("pgstore: compare-and-swap in %s: %w", s.ident, refresh.ErrConflict)
+	}
+	return nil
+}
+
+// checkText returns an error naming the first of key and the text fields
+// of tok and old (either may be nil) whose value a PostgreSQL text column
+// cannot hold (not valid UTF-8, or with a NUL byte), before anything is
+// sent: the server would refuse it with a message that quotes its bytes.
+func checkText(op, table, key string, tok, old *oauth2.Token) error {
+	type field struct{ name, v string }
+	fields := []field{{"key", key}}
+	for _, t := range []struct {
+		what string
+		tok  *oauth2.Token
+	}{{"", tok}, {"expected ", old}} {
+		if t.tok != nil {
+			fields = append(fields, field{t.what + "access token", t.tok.AccessToken},
+				field{t.what + "token type", t.tok.TokenType}, field{t.what + "refresh token", t.tok.RefreshToken})
+		}
+	}
+	for _, f := range fields {
+		switch {
+		case !utf8.ValidString(f.v):
+			return fmt.Errorf("pgstore: %s in %s: the %s is not valid UTF-8", op, table, f.name)
+		case containsNUL(f.v):
+			return fmt.Errorf("pgstore: %s in %s: the %s contains a NUL byte", op, table, f.name)
+		}
 	}
 	return nil
 }
@@ -289,15 +325,4 @@ func diedBefore(err error) bool {
 		}
 	}
 	return false
-}
-
-// wrap returns err with the operation and table, and ErrNoTable when the
-// table or its schema is missing. PostgreSQL's messages name objects and
-// parameters' types, never their values, so no token ends up in it.
-func (s *Store) wrap(op string, err error) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // undefined_table, invalid_schema_name
-		return fmt.Errorf("pgstore: %s in %s: %w: %w", op, s.ident, ErrNoTable, err)
-	}
-	return fmt.Errorf("pgstore: %s in %s: %w", op, s.ident, err)
 }
