@@ -131,8 +131,8 @@
 //     refreshes many keys at once should size MaxConns for it.
 //   - Lock waits by polling: it tries pg_try_advisory_lock, and while
 //     another session holds the lock, tries again after a pause that
-//     grows from 2 ms to [Options.LockPoll] (50 ms by default), without
-//     keeping a connection between tries. A blocking pg_advisory_lock
+//     grows from 2 ms to [Options.LockPoll] (50 ms by default, 1 ms at
+//     least), without keeping a connection between tries. A blocking pg_advisory_lock
 //     would wake up at once, but when its context ends, pgx (by default)
 //     abandons the connection, and the abandoned server session would go
 //     on waiting and take the lock later, for nobody. Each try is a

@@ -31,8 +31,8 @@ const unlockTimeout = 2 * time.Second
 // releases the lock too.
 //
 // While another session holds the lock, Lock tries again after a short
-// pause that grows to [Options.LockPoll], without holding a connection
-// between tries, until it gets the lock or ctx ends. At most MaxConns-1
+// pause, at least 1 ms, that grows to [Options.LockPoll], without
+// holding a connection between tries, until it gets the lock or ctx ends. At most MaxConns-1
 // locks of one Store are held or being tried at a time, so that holders
 // always leave a connection for their own Load and CompareAndSwap; more
 // wait for a turn.
@@ -51,7 +51,9 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		if conn != nil {
 			return s.unlocker(conn, id), nil
 		}
-		t := time.NewTimer(delay/2 + rand.N(delay/2+1)) // jitter: waiters do not poll in step
+		// Jitter, so that waiters do not poll in step; never below the
+		// floor, so that waiting never becomes a busy loop.
+		t := time.NewTimer(max(minLockPoll, delay/2+rand.N(delay/2+1)))
 		select {
 		case <-t.C:
 		case <-ctx.Done():

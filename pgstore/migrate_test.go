@@ -242,6 +242,14 @@ func TestNewValidates(t *testing.T) {
 	if _, err := pgstore.New(pool, pgstore.Options{Table: strings.Repeat("t", 63)}); err != nil {
 		t.Errorf("New with a 63-byte name: %v", err)
 	}
+	for _, poll := range []time.Duration{time.Nanosecond, 50, time.Millisecond - 1, -time.Second} {
+		if _, err := pgstore.New(pool, pgstore.Options{LockPoll: poll}); err == nil || !strings.Contains(err.Error(), "LockPoll") {
+			t.Errorf("New with LockPoll %v: %v, want an error about LockPoll", poll, err)
+		}
+	}
+	if _, err := pgstore.New(pool, pgstore.Options{LockPoll: time.Millisecond}); err != nil {
+		t.Errorf("New with LockPoll 1ms: %v", err)
+	}
 }
 
 // TestKeysThatTextCannotHold: a key PostgreSQL text cannot hold is refused

@@ -49,8 +49,23 @@ type Options struct {
 	// that another session holds (see [Store.Lock]). Optional: zero means
 	// 50 ms. Waiting starts with shorter pauses, so a lock released
 	// quickly is taken quickly.
+	//
+	// It must be at least 1 ms, and no pause is shorter: each attempt is
+	// a round trip to the server, and shorter pauses would turn a wait
+	// into a busy loop of queries. [New] refuses a shorter LockPoll, or a
+	// negative one, rather than round it up: it is most likely a number
+	// without its unit (LockPoll: 50 is 50 ns).
 	LockPoll time.Duration
 }
+
+// minLockPoll is the shortest [Options.LockPoll], and the shortest pause
+// between two attempts of a waiting Lock. Each attempt is a statement and
+// a round trip to the server, a tenth of a millisecond on a local network:
+// below a millisecond a waiter would poll the server as fast as it
+// answers, turning a wait into a busy loop of thousands of queries a
+// second, and gain nothing, as a lock is held for a call to the token
+// endpoint, tens of milliseconds at least.
+const minLockPoll = time.Millisecond
 
 func (o *Options) table() string {
 	if o.Table == "" {
@@ -59,11 +74,14 @@ func (o *Options) table() string {
 	return o.Table
 }
 
-func (o *Options) lockPoll() time.Duration {
-	if o.LockPoll <= 0 {
-		return 50 * time.Millisecond
+func (o *Options) lockPoll() (time.Duration, error) {
+	switch {
+	case o.LockPoll == 0:
+		return 50 * time.Millisecond, nil
+	case o.LockPoll < minLockPoll:
+		return 0, fmt.Errorf("pgstore: LockPoll %v is shorter than %v", o.LockPoll, minLockPoll)
 	}
-	return o.LockPoll
+	return o.LockPoll, nil
 }
 
 // ident returns the quoted, possibly schema-qualified name of the table, or
@@ -105,7 +123,7 @@ func containsNUL(s string) bool {
 type Store struct {
 	pool  *pgxpool.Pool
 	ident string        // quoted, possibly qualified table name; never changes
-	poll  time.Duration // longest pause between lock attempts
+	poll  time.Duration // longest pause between lock attempts; at least minLockPoll
 	tries int           // attempts of a statement whose connection died (see retry)
 
 	// slots bounds the connections held by locks of this Store, so that
@@ -135,6 +153,10 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	poll, err := opts.lockPoll()
+	if err != nil {
+		return nil, err
+	}
 	maxConns := int(pool.Config().MaxConns)
 	if maxConns < 2 {
 		return nil, fmt.Errorf("pgstore: the pool allows %d connection(s), need at least 2: a held lock keeps one", maxConns)
@@ -143,7 +165,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	return &Store{
 		pool:  pool,
 		ident: ident,
-		poll:  opts.lockPoll(),
+		poll:  poll,
 		tries: min(maxConns, 16) + 1,
 		slots: make(chan struct{}, maxConns-1),
 
