@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +196,55 @@ func TestLockContextEnds(t *testing.T) {
 		t.Errorf("the lock exists after its holder's unlock: a Lock that gave up holds it")
 	}
 	lockWithin(t, s, key, 200*time.Millisecond, "after the holder's unlock")()
+}
+
+// scriptCounter is a go-redis hook that counts the scripts a client runs.
+type scriptCounter struct{ n atomic.Int64 }
+
+func (c *scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLockRetryFloor: whatever LockRetry New accepts, a Lock waiting
+// behind a held lock tries at most once a millisecond. A LockRetry of a
+// nanosecond used to make the wait a busy loop, thousands of commands in
+// 300 ms.
+func TestLockRetryFloor(t *testing.T) {
+	c := testClient(t)
+	prefix := testPrefix(t, c)
+	const key, wait = "contended", 300 * time.Millisecond
+	unlock := lockWithin(t, storeWith(t, c, prefix, redisstore.Options{}), key, 2*time.Second, "holder")
+	defer unlock()
+	for _, retry := range []time.Duration{time.Nanosecond, time.Microsecond, 999 * time.Microsecond, time.Millisecond} {
+		var scripts scriptCounter
+		waiter := newClient(redisAddr())
+		t.Cleanup(func() { waiter.Close() })
+		waiter.AddHook(&scripts)
+		s, err := redisstore.New(waiter, redisstore.Options{Prefix: prefix, LockRetry: retry})
+		if err != nil {
+			if retry >= time.Millisecond || !strings.Contains(err.Error(), "LockRetry") {
+				t.Errorf("New with LockRetry %v: %v", retry, err)
+			}
+			continue
+		}
+		lockFails(t, s, key, wait, "behind the holder")
+		// One try at once, then one after each pause of at least 1 ms,
+		// and one more if Redis had to be sent the script itself.
+		n, most := scripts.n.Load(), int64(wait/time.Millisecond)+5
+		if n > most {
+			t.Errorf("LockRetry %v: %d lock attempts in a wait of %v, want at most %d", retry, n, wait, most)
+		}
+		t.Logf("LockRetry %v: %d lock attempts in %v", retry, n, wait)
+	}
 }
