@@ -214,15 +214,7 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	case len(m) == 0: // Redis has no empty hashes: the key does not exist
 		return nil, refresh.ErrNotFound
 	}
-	data, ok := m[fieldJSON]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s has no %q field", ErrCorrupt, rk, fieldJSON)
-	}
-	tok, err := decode([]byte(data), key)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, rk, err)
-	}
-	return tok, nil
+	return fromHash(rk, key, m)
 }
 
 // Save implements [refresh.TokenStore]. It replaces key's token in one
