@@ -194,17 +194,12 @@ func (s *Store) Table() string { return s.ident }
 // the row it found holds another key (which only a table that [Migrate]
 // refuses can do).
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	var (
-		tok    oauth2.Token
-		stored string
-		expiry *time.Time
-	)
 	if err := checkText("load", s.ident, key, nil, nil); err != nil {
 		return nil, err
 	}
+	var r row
 	err := s.retry(ctx, func() error {
-		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(
-			&stored, &tok.AccessToken, &tok.TokenType, &tok.RefreshToken, &expiry, &tok.ExpiresIn)
+		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(r.dest()...)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, refresh.ErrNotFound
@@ -212,15 +207,7 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, newError(ctx, "load", s.ident, err)
 	}
-	if stored != key {
-		// A key column that compares loosely (char(n), a
-		// nondeterministic collation) found another key's row.
-		return nil, fmt.Errorf("pgstore: load in %s: %w: the row found holds another key (run pgstore.Migrate to check the table)", s.ident, ErrBadTable)
-	}
-	if expiry != nil {
-		tok.Expiry = *expiry
-	}
-	return &tok, nil
+	return r.token(s.ident, key)
 }
 
 // Save implements [refresh.TokenStore]. It inserts or replaces the row of
