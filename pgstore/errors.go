@@ -26,7 +26,8 @@ import (
 // It wraps (for errors.Is) [ErrNoTable] when the table or its schema does
 // not exist, the context's error when the context ended, and the errors
 // of a failed network connection (a *net.OpError, io.ErrUnexpectedEOF,
-// pgconn.ErrConnClosed), none of which holds a value of a statement.
+// pgconn.ErrConnClosed), none of which holds a value of a statement. The
+// message of a failed connection attempt is kept, as no statement was sent.
 type Error struct {
 	Op    string // what failed: "load", "save", "compare-and-swap", "lock" or "migrate"
 	Table string // the store's table, quoted and possibly qualified as in its SQL
@@ -79,7 +80,9 @@ func (e *Error) Error() string {
 		b.WriteString(": " + e.reason)
 	}
 	for _, w := range e.wrapped {
-		b.WriteString(": " + w.Error())
+		if !strings.Contains(b.String(), w.Error()) { // a connect error's reason holds its network error
+			b.WriteString(": " + w.Error())
+		}
 	}
 	return b.String()
 }
@@ -94,7 +97,16 @@ func newError(ctx context.Context, op, table string, err error) *Error {
 		scan pgx.ScanArgError
 		ne   *net.OpError
 	)
-	e.connect = errors.As(err, &ce)
+	if errors.As(err, &ce) {
+		e.connect = true
+		// Connecting sends no statement, so the text of what failed
+		// (a refused dial, a certificate, a rejected password) cannot
+		// hold a token: keep it, though not ConnectError itself, whose
+		// Config holds the password.
+		if inner := ce.Unwrap(); inner != nil && !errors.As(err, &pe) {
+			e.reason = inner.Error()
+		}
+	}
 	switch {
 	case errors.As(err, &pe):
 		e.Code = pe.Code

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 
 	"github.com/oauthkit/refresh/pgstore"
@@ -296,4 +297,25 @@ func TestErrorKeepsNoText(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestErrorOfUnreachableServer: an error of connecting keeps what went
+// wrong, in its message and for errors.Is.
+func TestErrorOfUnreachableServer(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s, err := pgstore.New(pool, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Load(ctx5s(t), "k")
+	var pe *pgstore.Error
+	if !errors.As(err, &pe) || !errors.Is(err, syscall.ECONNREFUSED) ||
+		!strings.Contains(err.Error(), "cannot connect") || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Load from a closed port: %v, want a *pgstore.Error that says it cannot connect and wraps ECONNREFUSED", err)
+	}
+	t.Log(err)
 }
