@@ -37,7 +37,9 @@
 //	)
 //
 // One row per key. Empty token fields are stored as empty strings, a zero
-// Expiry as NULL; Expiry keeps microseconds (PostgreSQL's precision).
+// Expiry as NULL; Expiry keeps microseconds (PostgreSQL's precision). An
+// expiry the store never writes, infinity, -infinity or the zero time
+// (which would read as "never expires"), makes Load fail rather than guess.
 // oauth2.Token.Extra is not stored. version starts at 1 and is incremented
 // by every write, updated_at set to the time of the write: both are for
 // people looking at the table, the store does not read them. The "C"

@@ -38,6 +38,7 @@ func FuzzTokenFromRow(f *testing.F) {
 		f.Add(seed.key, seed.rowKey, "AT-sEcReT-0123456789", "Bearer", "RT-sEcReT-9876543210", int64(micros), seed.infinity, !seed.null, int64(3600))
 	}
 	f.Add("k", "k", "", "", "", int64(-micros), int8(0), true, int64(-1))
+	f.Add("k", "k", "a", "", "r", time.Time{}.UnixMicro(), int8(0), true, int64(0)) // reads as no expiry
 	table := `"s"."refresh_tokens"`
 	f.Fuzz(func(t *testing.T, key, rowKey, access, tokenType, refresh string, micros int64, infinity int8, valid bool, expiresIn int64) {
 		expiry := pgtype.Timestamptz{Time: time.UnixMicro(micros), Valid: valid}
@@ -71,6 +72,8 @@ func FuzzTokenFromRow(f *testing.F) {
 			t.Fatalf("a NULL expiry loaded as %v", tok.Expiry)
 		case valid && (expiry.InfinityModifier != pgtype.Finite || !tok.Expiry.Equal(expiry.Time)):
 			t.Fatalf("the expiry %v (%v) loaded as %v", expiry.Time, expiry.InfinityModifier, tok.Expiry)
+		case valid && tok.Expiry.IsZero():
+			t.Fatalf("the expiry %v loaded as no expiry", expiry.Time)
 		}
 	})
 }

@@ -34,6 +34,10 @@ func (r *row) token(table, key string) (*oauth2.Token, error) {
 		// The store never writes one. As an expiry, infinity would be
 		// a guess ("never", or "always expired" for -infinity).
 		return nil, fmt.Errorf("pgstore: load in %s: the row's expiry is %s, which the store never writes", table, r.expiry.InfinityModifier)
+	case r.expiry.Time.IsZero():
+		// The store writes NULL for no expiry. Year 1 would read as
+		// "never expires", an expired token as a valid one.
+		return nil, fmt.Errorf("pgstore: load in %s: the row's expiry is the zero time, which the store never writes (NULL means none)", table)
 	default:
 		tok.Expiry = r.expiry.Time
 	}
