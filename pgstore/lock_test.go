@@ -43,19 +43,23 @@ func TestLockSurvivesPooling(t *testing.T) {
 	}
 	pid := holder(t, admin, id)
 
-	// 400 statements from 8 goroutines through the one free connection.
+	// 800 statements from 8 goroutines through the one free connection,
+	// with a deadline that only a hang reaches: on a loaded machine they
+	// took longer than the 5 s of ctx.
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
+	slow, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for g := range 8 {
 		wg.Go(func() {
 			k := fmt.Sprint("other-", g)
 			for i := range 50 {
 				tok := testToken(fmt.Sprint(g, "-", i))
-				if err := a.Save(ctx, k, tok); err != nil {
+				if err := a.Save(slow, k, tok); err != nil {
 					errs <- err
 					return
 				}
-				if _, err := a.Load(ctx, k); err != nil {
+				if _, err := a.Load(slow, k); err != nil {
 					errs <- err
 					return
 				}
