@@ -37,14 +37,50 @@
 //	)
 //
 // One row per key. Empty token fields are stored as empty strings, a zero
-// Expiry as NULL; Expiry keeps microseconds (PostgreSQL's precision).
+// Expiry as NULL; Expiry keeps microseconds (PostgreSQL's precision). An
+// expiry the store never writes, infinity, -infinity or the zero time
+// (which would read as "never expires"), makes Load fail rather than guess.
 // oauth2.Token.Extra is not stored. version starts at 1 and is incremented
 // by every write, updated_at set to the time of the write: both are for
 // people looking at the table, the store does not read them. The "C"
 // collation makes keys and tokens compare byte by byte, whatever the
 // database's collation. Keys and tokens must be valid UTF-8 without NUL
 // bytes (a PostgreSQL text value cannot hold others); any other is refused
-// with an error, never stored under another key.
+// with an error that says which field is at fault, before anything is
+// sent, never stored under another key.
+//
+// Migrate also checks an existing table, made by hand or by another
+// program, and refuses one that would break a promise of the store, with
+// an error wrapping [ErrBadTable] that names each column at fault, what it
+// is and what the store needs:
+//
+//   - key, access_token, token_type and refresh_token are text, or varchar
+//     without a length (text by another name): char(n) ignores trailing
+//     spaces and varchar(n) cuts them, so "alice " would find or overwrite
+//     the row of "alice".
+//   - key, access_token and refresh_token, and every unique index on key,
+//     have deterministic collations: a nondeterministic one (an ICU
+//     collation made case-insensitive) makes "Alice" equal "alice", and
+//     would let a compare-and-swap match a token that differs in case. A
+//     deterministic collation compares for equality byte by byte, whichever
+//     it is; "C" is the fastest.
+//   - expiry and updated_at are timestamptz without a precision: timestamp
+//     without time zone stores the writer's wall-clock time, so an expiry
+//     saved by a process at UTC+3 reads back 3 hours late and an expired
+//     token looks valid; timestamptz(0) rounds an expiry up.
+//   - expires_in and version are bigint.
+//   - access_token, token_type, refresh_token and expires_in are NOT NULL;
+//     expiry allows NULL.
+//   - key has a valid, non-deferrable unique index of its own (the primary
+//     key), as INSERT … ON CONFLICT needs.
+//   - it is a table (possibly partitioned), not a view.
+//
+// Other columns, defaults and constraints are the owner's. Triggers and
+// rules are not checked: one that rewrites a key or a token is the owner's
+// doing. Migrate checks the table when it runs, not later: run it again
+// after altering the table. Load also compares the key of the row it read
+// with the key it was asked for, byte for byte, and returns an error
+// wrapping ErrBadTable, never the token, if they differ.
 //
 // Tokens are stored in the clear: anyone who can read the table, its
 // backups or its replicas can use them. Wrap the store with
@@ -97,8 +133,8 @@
 //     refreshes many keys at once should size MaxConns for it.
 //   - Lock waits by polling: it tries pg_try_advisory_lock, and while
 //     another session holds the lock, tries again after a pause that
-//     grows from 2 ms to [Options.LockPoll] (50 ms by default), without
-//     keeping a connection between tries. A blocking pg_advisory_lock
+//     grows from 2 ms to [Options.LockPoll] (50 ms by default, 1 ms at
+//     least), without keeping a connection between tries. A blocking pg_advisory_lock
 //     would wake up at once, but when its context ends, pgx (by default)
 //     abandons the connection, and the abandoned server session would go
 //     on waiting and take the lock later, for nobody. Each try is a
@@ -135,10 +171,18 @@
 // # Errors
 //
 // Load returns [refresh.ErrNotFound] only when the key has no row. Other
-// errors name the operation and the table, wrap pgx's error (and
-// [ErrNoTable] if the table or its schema does not exist, or the context's
-// error if it ended), and never contain a token: PostgreSQL's messages name
-// objects and types, not parameter values.
+// errors name the operation and the table and never contain a token, in
+// their message or in any error they wrap. That rules out passing on
+// PostgreSQL's and pgx's errors: the detail of a check or not-null
+// violation (a constraint the table's owner added, say) holds the whole
+// failing row, tokens included; a column of the wrong type puts the value
+// into the message ("invalid input syntax for type uuid: …"); a value pgx
+// cannot parse is quoted by its scan error. So a failed statement gives an
+// [*Error]: the SQLSTATE and the names of the column, constraint or data
+// type PostgreSQL gave, in pgstore's own words, wrapping [ErrNoTable] if
+// the table or its schema does not exist, the context's error if it ended,
+// and the network's error if the connection failed, but nothing of the
+// texts of the server or of pgx.
 //
 // # database/sql
 //

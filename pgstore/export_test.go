@@ -1,6 +1,11 @@
 package pgstore
 
-import "context"
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/oauth2"
+)
 
 // LockIDForTest returns the advisory lock id of key, so that tests can find
 // the lock in pg_locks.
@@ -10,4 +15,16 @@ func (s *Store) LockIDForTest(ctx context.Context, key string) (int64, error) {
 		return 0, err
 	}
 	return lockID(ns, key), nil
+}
+
+// NewErrorForTest returns the error of op on table that failed with err.
+func NewErrorForTest(ctx context.Context, op, table string, err error) error {
+	return newError(ctx, op, table, err)
+}
+
+// TokenFromRow returns what Load returns for key from table when the row
+// it read holds these columns.
+func TokenFromRow(table, key, rowKey, accessToken, tokenType, refreshToken string, expiry pgtype.Timestamptz, expiresIn int64) (*oauth2.Token, error) {
+	r := row{rowKey, accessToken, tokenType, refreshToken, expiry, expiresIn}
+	return r.token(table, key)
 }

@@ -31,8 +31,8 @@ const unlockTimeout = 2 * time.Second
 // releases the lock too.
 //
 // While another session holds the lock, Lock tries again after a short
-// pause that grows to [Options.LockPoll], without holding a connection
-// between tries, until it gets the lock or ctx ends. At most MaxConns-1
+// pause, at least 1 ms, that grows to [Options.LockPoll], without
+// holding a connection between tries, until it gets the lock or ctx ends. At most MaxConns-1
 // locks of one Store are held or being tried at a time, so that holders
 // always leave a connection for their own Load and CompareAndSwap; more
 // wait for a turn.
@@ -51,7 +51,9 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		if conn != nil {
 			return s.unlocker(conn, id), nil
 		}
-		t := time.NewTimer(delay/2 + rand.N(delay/2+1)) // jitter: waiters do not poll in step
+		// Jitter, so that waiters do not poll in step; never below the
+		// floor, so that waiting never becomes a busy loop.
+		t := time.NewTimer(max(minLockPoll, delay/2+rand.N(delay/2+1)))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -96,7 +98,7 @@ func (s *Store) tryLock(ctx context.Context, id int64) (*pgxpool.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
 		}
-		return nil, s.wrap("lock", err)
+		return nil, newError(ctx, "lock", s.ident, err)
 	case !got:
 		conn.Release()
 		<-s.slots
@@ -161,7 +163,7 @@ func (s *Store) namespace(ctx context.Context) (string, error) {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
 		}
-		return "", s.wrap("lock", err)
+		return "", newError(ctx, "lock", s.ident, err)
 	}
 	ns = schema + "\x00" + table
 	s.mu.Lock()

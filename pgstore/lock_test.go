@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/oauthkit/refresh"
 	"github.com/oauthkit/refresh/pgstore"
 )
 
@@ -39,19 +43,23 @@ func TestLockSurvivesPooling(t *testing.T) {
 	}
 	pid := holder(t, admin, id)
 
-	// 400 statements from 8 goroutines through the one free connection.
+	// 800 statements from 8 goroutines through the one free connection,
+	// with a deadline that only a hang reaches: on a loaded machine they
+	// took longer than the 5 s of ctx.
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
+	slow, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for g := range 8 {
 		wg.Go(func() {
 			k := fmt.Sprint("other-", g)
 			for i := range 50 {
 				tok := testToken(fmt.Sprint(g, "-", i))
-				if err := a.Save(ctx, k, tok); err != nil {
+				if err := a.Save(slow, k, tok); err != nil {
 					errs <- err
 					return
 				}
-				if _, err := a.Load(ctx, k); err != nil {
+				if _, err := a.Load(slow, k); err != nil {
 					errs <- err
 					return
 				}
@@ -251,5 +259,59 @@ func TestLockContextEnds(t *testing.T) {
 	ub()
 	if granted, waiting := lockSessions(t, admin, id); len(granted)+len(waiting) != 0 {
 		t.Errorf("at the end: held by %v, waiting %v; want nobody", granted, waiting)
+	}
+}
+
+// tryCounter is a pgx tracer that counts the lock attempts
+// (pg_try_advisory_lock) of a pool's connections.
+type tryCounter struct{ n atomic.Int64 }
+
+func (c *tryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(data.SQL, "pg_try_advisory_lock") {
+		c.n.Add(1)
+	}
+	return ctx
+}
+
+func (c *tryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestLockPollFloor: whatever LockPoll New accepts, a Lock waiting behind
+// a held lock tries at most once a millisecond. A LockPoll of a nanosecond
+// used to make the wait a busy loop, thousands of queries in 300 ms.
+func TestLockPollFloor(t *testing.T) {
+	opts := pgstore.Options{Schema: testSchema(t)}
+	holder := migrated(t, testPool(t), opts)
+	const key, wait = "alice", 300 * time.Millisecond
+	unlock, err := holder.Lock(ctx5s(t), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	for _, poll := range []time.Duration{time.Nanosecond, time.Microsecond, 999 * time.Microsecond, time.Millisecond} {
+		var tries tryCounter
+		o := opts
+		o.LockPoll = poll
+		s, err := pgstore.New(testPool(t, func(c *pgxpool.Config) { c.ConnConfig.Tracer = &tries }), o)
+		if err != nil {
+			if poll >= time.Millisecond || !strings.Contains(err.Error(), "LockPoll") {
+				t.Errorf("New with LockPoll %v: %v", poll, err)
+			}
+			continue
+		}
+		if _, err := s.Load(ctx5s(t), key); !errors.Is(err, refresh.ErrNotFound) { // opens a connection
+			t.Fatalf("Load: %v", err)
+		}
+		if u, err := lockWithin(s, key, wait); !errors.Is(err, context.DeadlineExceeded) {
+			if u != nil {
+				u()
+			}
+			t.Fatalf("Lock with LockPoll %v while held: %v, want DeadlineExceeded", poll, err)
+		}
+		// One try at once, then one after each pause of at least 1 ms.
+		n, most := tries.n.Load(), int64(wait/time.Millisecond)+5
+		if n > most {
+			t.Errorf("LockPoll %v: %d lock attempts in a wait of %v, want at most %d", poll, n, wait, most)
+		}
+		t.Logf("LockPoll %v: %d lock attempts in %v", poll, n, wait)
 	}
 }

@@ -10,11 +10,16 @@ import (
 
 // Migrate creates the table named by opts if it does not exist, with the
 // columns a [Store] needs (see the package documentation), and checks that
-// an existing table has them. It is idempotent: run it at deployment or at
-// every start-up; concurrent runs, from any number of processes, wait for
-// each other. It needs the CREATE privilege on the schema the first time,
-// and does not create the schema itself. Nothing else creates the table:
-// not [New], not importing the package.
+// an existing table is one the store can keep its promises with: the
+// types, collations and nullability of its columns and the unique index
+// of its key (the package documentation lists what is checked, and why).
+// It refuses another table, without changing it, with an error wrapping
+// [ErrBadTable] that names each column at fault, what it is and what the
+// store needs. It is idempotent: run it at deployment or at every
+// start-up; concurrent runs, from any number of processes, wait for each
+// other. It needs the CREATE privilege on the schema the first time, and
+// does not create the schema itself. Nothing else creates or checks the
+// table: not [New], not importing the package.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	if pool == nil {
 		return errors.New("pgstore: nil pool")
@@ -25,7 +30,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+		return newError(ctx, "migrate", ident, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) // no-op after Commit
 	// CREATE TABLE IF NOT EXISTS is not safe against itself: two sessions
@@ -44,17 +49,23 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	version       bigint NOT NULL,
 	updated_at    timestamptz NOT NULL DEFAULT now()
 )`,
-		// An existing table made by hand or by another program must have
-		// every column the store reads and writes.
-		"SELECT key, access_token, token_type, refresh_token, expiry, expires_in, version, updated_at FROM " + ident + " LIMIT 0",
 	}
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
-			return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+			return newError(ctx, "migrate", ident, err)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	// An existing table made by hand or by another program must be one
+	// the store can keep its promises with, not only one that has the
+	// columns.
+	switch err := checkTable(ctx, tx, ident); {
+	case errors.Is(err, ErrBadTable):
 		return fmt.Errorf("pgstore: migrate %s: %w", ident, err)
+	case err != nil:
+		return newError(ctx, "migrate", ident, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return newError(ctx, "migrate", ident, err)
 	}
 	return nil
 }

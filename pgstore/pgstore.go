@@ -49,8 +49,23 @@ type Options struct {
 	// that another session holds (see [Store.Lock]). Optional: zero means
 	// 50 ms. Waiting starts with shorter pauses, so a lock released
 	// quickly is taken quickly.
+	//
+	// It must be at least 1 ms, and no pause is shorter: each attempt is
+	// a round trip to the server, and shorter pauses would turn a wait
+	// into a busy loop of queries. [New] refuses a shorter LockPoll, or a
+	// negative one, rather than round it up: it is most likely a number
+	// without its unit (LockPoll: 50 is 50 ns).
 	LockPoll time.Duration
 }
+
+// minLockPoll is the shortest [Options.LockPoll], and the shortest pause
+// between two attempts of a waiting Lock. Each attempt is a statement and
+// a round trip to the server, a tenth of a millisecond on a local network:
+// below a millisecond a waiter would poll the server as fast as it
+// answers, turning a wait into a busy loop of thousands of queries a
+// second, and gain nothing, as a lock is held for a call to the token
+// endpoint, tens of milliseconds at least.
+const minLockPoll = time.Millisecond
 
 func (o *Options) table() string {
 	if o.Table == "" {
@@ -59,11 +74,14 @@ func (o *Options) table() string {
 	return o.Table
 }
 
-func (o *Options) lockPoll() time.Duration {
-	if o.LockPoll <= 0 {
-		return 50 * time.Millisecond
+func (o *Options) lockPoll() (time.Duration, error) {
+	switch {
+	case o.LockPoll == 0:
+		return 50 * time.Millisecond, nil
+	case o.LockPoll < minLockPoll:
+		return 0, fmt.Errorf("pgstore: LockPoll %v is shorter than %v", o.LockPoll, minLockPoll)
 	}
-	return o.LockPoll
+	return o.LockPoll, nil
 }
 
 // ident returns the quoted, possibly schema-qualified name of the table, or
@@ -105,7 +123,7 @@ func containsNUL(s string) bool {
 type Store struct {
 	pool  *pgxpool.Pool
 	ident string        // quoted, possibly qualified table name; never changes
-	poll  time.Duration // longest pause between lock attempts
+	poll  time.Duration // longest pause between lock attempts; at least minLockPoll
 	tries int           // attempts of a statement whose connection died (see retry)
 
 	// slots bounds the connections held by locks of this Store, so that
@@ -135,6 +153,10 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	poll, err := opts.lockPoll()
+	if err != nil {
+		return nil, err
+	}
 	maxConns := int(pool.Config().MaxConns)
 	if maxConns < 2 {
 		return nil, fmt.Errorf("pgstore: the pool allows %d connection(s), need at least 2: a held lock keeps one", maxConns)
@@ -143,11 +165,11 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	return &Store{
 		pool:  pool,
 		ident: ident,
-		poll:  opts.lockPoll(),
+		poll:  poll,
 		tries: min(maxConns, 16) + 1,
 		slots: make(chan struct{}, maxConns-1),
 
-		loadSQL: "SELECT " + cols + " FROM " + ident + " WHERE key = $1",
+		loadSQL: "SELECT key, " + cols + " FROM " + ident + " WHERE key = $1",
 		saveSQL: "INSERT INTO " + ident + " AS t (key, " + cols + ", version, updated_at)" +
 			" VALUES ($1, $2, $3, $4, $5, $6, 1, now())" +
 			" ON CONFLICT (key) DO UPDATE SET access_token = EXCLUDED.access_token," +
@@ -168,26 +190,24 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 func (s *Store) Table() string { return s.ident }
 
 // Load implements [refresh.TokenStore]. It returns [refresh.ErrNotFound]
-// if the table has no row for key.
+// if the table has no row for key, and an error wrapping [ErrBadTable] if
+// the row it found holds another key (which only a table that [Migrate]
+// refuses can do).
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	var (
-		tok    oauth2.Token
-		expiry *time.Time
-	)
+	if err := checkText("load", s.ident, key, nil, nil); err != nil {
+		return nil, err
+	}
+	var r row
 	err := s.retry(ctx, func() error {
-		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(
-			&tok.AccessToken, &tok.TokenType, &tok.RefreshToken, &expiry, &tok.ExpiresIn)
+		return s.pool.QueryRow(ctx, s.loadSQL, key).Scan(r.dest()...)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, refresh.ErrNotFound
 	}
 	if err != nil {
-		return nil, s.wrap("load", err)
+		return nil, newError(ctx, "load", s.ident, err)
 	}
-	if expiry != nil {
-		tok.Expiry = *expiry
-	}
-	return &tok, nil
+	return r.token(s.ident, key)
 }
 
 // Save implements [refresh.TokenStore]. It inserts or replaces the row of
@@ -197,12 +217,15 @@ func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	if tok == nil {
 		return errors.New("pgstore: Save: nil token")
 	}
+	if err := checkText("save", s.ident, key, tok, nil); err != nil {
+		return err
+	}
 	err := s.retry(ctx, func() error {
 		_, err := s.pool.Exec(ctx, s.saveSQL, args(key, tok)...)
 		return err
 	})
 	if err != nil {
-		return s.wrap("save", err)
+		return newError(ctx, "save", s.ident, err)
 	}
 	return nil
 }
@@ -219,6 +242,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	if new == nil {
 		return errors.New("pgstore: CompareAndSwap: nil token")
 	}
+	if err := checkText("compare-and-swap", s.ident, key, new, old); err != nil {
+		return err
+	}
 	var tag pgconn.CommandTag
 	err := s.retry(ctx, func() error {
 		var err error
@@ -230,10 +256,37 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 		return err
 	})
 	if err != nil {
-		return s.wrap("compare-and-swap", err)
+		return newError(ctx, "compare-and-swap", s.ident, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("pgstore: compare-and-swap in %s: %w", s.ident, refresh.ErrConflict)
+	}
+	return nil
+}
+
+// checkText returns an error naming the first of key and the text fields
+// of tok and old (either may be nil) whose value a PostgreSQL text column
+// cannot hold (not valid UTF-8, or with a NUL byte), before anything is
+// sent: the server would refuse it with a message that quotes its bytes.
+func checkText(op, table, key string, tok, old *oauth2.Token) error {
+	type field struct{ name, v string }
+	fields := []field{{"key", key}}
+	for _, t := range []struct {
+		what string
+		tok  *oauth2.Token
+	}{{"", tok}, {"expected ", old}} {
+		if t.tok != nil {
+			fields = append(fields, field{t.what + "access token", t.tok.AccessToken},
+				field{t.what + "token type", t.tok.TokenType}, field{t.what + "refresh token", t.tok.RefreshToken})
+		}
+	}
+	for _, f := range fields {
+		switch {
+		case !utf8.ValidString(f.v):
+			return fmt.Errorf("pgstore: %s in %s: the %s is not valid UTF-8", op, table, f.name)
+		case containsNUL(f.v):
+			return fmt.Errorf("pgstore: %s in %s: the %s contains a NUL byte", op, table, f.name)
+		}
 	}
 	return nil
 }
@@ -281,15 +334,4 @@ func diedBefore(err error) bool {
 		}
 	}
 	return false
-}
-
-// wrap returns err with the operation and table, and ErrNoTable when the
-// table or its schema is missing. PostgreSQL's messages name objects and
-// parameters' types, never their values, so no token ends up in it.
-func (s *Store) wrap(op string, err error) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // undefined_table, invalid_schema_name
-		return fmt.Errorf("pgstore: %s in %s: %w: %w", op, s.ident, ErrNoTable, err)
-	}
-	return fmt.Errorf("pgstore: %s in %s: %w", op, s.ident, err)
 }

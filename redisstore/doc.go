@@ -72,13 +72,13 @@
 // [Store.Lock] sets the key's lock with SET NX PX: only if no one holds it,
 // with a random owner value, for [Options.LockTTL] (default 15 s). A Lock
 // that finds the lock taken tries again after a pause that starts at a few
-// milliseconds and grows to [Options.LockRetry] (default 25 ms), with
-// jitter, until it succeeds or its context ends. While the lock is held, a
-// goroutine renews the lease every LockTTL/3 with a script that extends it
-// only if it still holds the owner. unlock stops the renewal and deletes the
-// lock with a script that deletes it only if it still holds the owner, so
-// that it never deletes the lock of a process that took it after this one's
-// lease expired; unlock waits at most a second for that.
+// milliseconds and grows to [Options.LockRetry] (default 25 ms, at least
+// 1 ms), with jitter, until it succeeds or its context ends. While the lock
+// is held, a goroutine renews the lease every LockTTL/3 with a script that
+// extends it only if it still holds the owner. unlock stops the renewal and
+// deletes the lock with a script that deletes it only if it still holds the
+// owner, so that it never deletes the lock of a process that took it after
+// this one's lease expired; unlock waits at most a second for that.
 //
 // If the holder dies, is cut off from Redis, or fails to release, its lease
 // expires by itself within LockTTL, and the next process takes the lock.

@@ -40,6 +40,22 @@ func encode(key string, tok *oauth2.Token) ([]byte, error) {
 	return data, nil
 }
 
+// fromHash returns key's token from the fields of its Redis hash rk, as
+// HGETALL returned them (at least one), or an error wrapping ErrCorrupt
+// that names rk and quotes nothing of the fields.
+func fromHash(rk, key string, m map[string]string) (*oauth2.Token, error) {
+	data, ok := m[fieldJSON]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s has no %q field", ErrCorrupt, rk, fieldJSON)
+	}
+	tok, err := decode([]byte(data), key)
+	if err != nil {
+		// %v, not %w: the cause is described, not kept.
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, rk, err)
+	}
+	return tok, nil
+}
+
 // decode parses the JSON of a token that must belong to key. Its errors
 // describe what is wrong without quoting the data, which holds tokens.
 func decode(data []byte, key string) (*oauth2.Token, error) {

@@ -122,8 +122,10 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		if n == 1 {
 			return s.hold(key, lk, owner), nil
 		}
-		// Jitter: a pause drawn from [wait/2, wait*3/2).
-		t := time.NewTimer(wait/2 + rand.N(wait))
+		// Jitter: a pause drawn from [wait/2, wait*3/2), so that waiters
+		// do not poll in step; never below the floor, so that waiting
+		// never becomes a busy loop.
+		t := time.NewTimer(max(minLockRetry, wait/2+rand.N(wait)))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -25,6 +25,15 @@ const (
 	// minLockTTL keeps the renewal interval (a third of the lease) from
 	// turning into a busy loop.
 	minLockTTL = 10 * time.Millisecond
+
+	// minLockRetry is the shortest LockRetry, and the shortest pause
+	// between two tries of a waiting Lock. Each try is a script run by
+	// Redis, a round trip of a tenth of a millisecond on a local network:
+	// below a millisecond a waiter would send commands as fast as Redis
+	// answers, turning a wait into a busy loop of thousands of commands a
+	// second, and gain nothing, as a lock is held for a call to the token
+	// endpoint, tens of milliseconds at least.
+	minLockRetry = time.Millisecond
 )
 
 var (
@@ -56,6 +65,12 @@ type Options struct {
 	// holder tries again: the pause starts at a few milliseconds and
 	// grows to LockRetry, with random jitter so that waiters spread out.
 	// Optional: zero means DefaultLockRetry (25 ms).
+	//
+	// It must be at least 1 ms, and no pause is shorter: each try is a
+	// round trip to Redis, and shorter pauses would turn a wait into a
+	// busy loop of commands. [New] refuses a shorter LockRetry, or a
+	// negative one, rather than round it up: it is most likely a number
+	// without its unit (LockRetry: 25 is 25 ns).
 	LockRetry time.Duration
 
 	// LeaseLost, if set, is called when the store finds that a lease of
@@ -78,7 +93,7 @@ type Store struct {
 	client    redis.UniversalClient // shared with the caller; never closed by the store
 	prefix    string                // start of every key name
 	ttl       time.Duration         // lease of a lock
-	retry     time.Duration         // longest pause between two tries of a waiting Lock
+	retry     time.Duration         // longest pause between two tries of a waiting Lock; at least minLockRetry
 	leaseLost func(key string)      // Options.LeaseLost; may be nil
 
 	// renewPaused makes lease renewals skip their turn, so that tests can
@@ -121,6 +136,8 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		s.retry = DefaultLockRetry
 	case s.retry < 0:
 		return nil, fmt.Errorf("redisstore: negative LockRetry %v", s.retry)
+	case s.retry < minLockRetry:
+		return nil, fmt.Errorf("redisstore: LockRetry %v is shorter than %v", s.retry, minLockRetry)
 	}
 	return s, nil
 }
@@ -197,15 +214,7 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	case len(m) == 0: // Redis has no empty hashes: the key does not exist
 		return nil, refresh.ErrNotFound
 	}
-	data, ok := m[fieldJSON]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s has no %q field", ErrCorrupt, rk, fieldJSON)
-	}
-	tok, err := decode([]byte(data), key)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, rk, err)
-	}
-	return tok, nil
+	return fromHash(rk, key, m)
 }
 
 // Save implements [refresh.TokenStore]. It replaces key's token in one

@@ -51,6 +51,9 @@ func TestNewValidates(t *testing.T) {
 		{"tiny lease", redisstore.Options{LockTTL: time.Millisecond}},
 		{"negative lease", redisstore.Options{LockTTL: -time.Second}},
 		{"negative retry", redisstore.Options{LockRetry: -time.Second}},
+		{"nanosecond retry", redisstore.Options{LockRetry: time.Nanosecond}},
+		{"retry without its unit", redisstore.Options{LockRetry: 25}},
+		{"retry under a millisecond", redisstore.Options{LockRetry: time.Millisecond - 1}},
 	} {
 		if _, err := redisstore.New(c, tc.opts); err == nil {
 			t.Errorf("%s: New(%+v): got nil error, want one", tc.name, tc.opts)

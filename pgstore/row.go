@@ -1,0 +1,45 @@
+package pgstore
+
+import (
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/oauth2"
+)
+
+// row is a row of the table as Load reads it: the columns of loadSQL.
+type row struct {
+	key, accessToken, tokenType, refreshToken string
+	expiry                                    pgtype.Timestamptz // not Valid: NULL, no expiry
+	expiresIn                                 int64
+}
+
+// dest returns where Scan puts the columns of loadSQL.
+func (r *row) dest() []any {
+	return []any{&r.key, &r.accessToken, &r.tokenType, &r.refreshToken, &r.expiry, &r.expiresIn}
+}
+
+// token returns the token of the row that Load read for key from table, or
+// an error that holds no value of the row.
+func (r *row) token(table, key string) (*oauth2.Token, error) {
+	if r.key != key {
+		// A key column that compares loosely (char(n), a
+		// nondeterministic collation) found another key's row.
+		return nil, fmt.Errorf("pgstore: load in %s: %w: the row found holds another key (run pgstore.Migrate to check the table)", table, ErrBadTable)
+	}
+	tok := &oauth2.Token{AccessToken: r.accessToken, TokenType: r.tokenType, RefreshToken: r.refreshToken, ExpiresIn: r.expiresIn}
+	switch {
+	case !r.expiry.Valid:
+	case r.expiry.InfinityModifier != pgtype.Finite:
+		// The store never writes one. As an expiry, infinity would be
+		// a guess ("never", or "always expired" for -infinity).
+		return nil, fmt.Errorf("pgstore: load in %s: the row's expiry is %s, which the store never writes", table, r.expiry.InfinityModifier)
+	case r.expiry.Time.IsZero():
+		// The store writes NULL for no expiry. Year 1 would read as
+		// "never expires", an expired token as a valid one.
+		return nil, fmt.Errorf("pgstore: load in %s: the row's expiry is the zero time, which the store never writes (NULL means none)", table)
+	default:
+		tok.Expiry = r.expiry.Time
+	}
+	return tok, nil
+}
