@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthkit/refresh"
 	"github.com/oauthkit/refresh/filestore"
 )
 
@@ -246,6 +247,89 @@ func TestSymlinkTokenFile(t *testing.T) {
 				t.Fatalf("Load after Save: %v", err)
 			}
 			checkSame(t, got, tok("saved"))
+		})
+	}
+}
+
+// TestSymlinkLockFiles: a symbolic link in place of a lock file is refused,
+// wherever it points: the store neither creates its target nor opens it.
+func TestSymlinkLockFiles(t *testing.T) {
+	for _, o := range outsides([]byte("not the store's: leave it alone\n")) {
+		t.Run(o.name, func(t *testing.T) {
+			testLockFiles(t, func(t *testing.T, path string) (check func()) {
+				target := o.make(t, t.TempDir())
+				checkLink := symlinkTo(t, target, path)
+				return func() {
+					t.Helper()
+					checkLink()
+					o.check(t, target)
+				}
+			}, func(t *testing.T, op string, err error) {
+				t.Helper()
+				checkRefusedLink(t, op, err)
+			})
+		})
+	}
+}
+
+// TestFIFOLockFiles: a named pipe in place of a lock file is refused too.
+func TestFIFOLockFiles(t *testing.T) {
+	testLockFiles(t, func(t *testing.T, path string) (check func()) {
+		mkfifo(t, path)
+		return func() {
+			t.Helper()
+			if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
+				t.Errorf("the named pipe was replaced: %v, %v", fi, err)
+			}
+		}
+	}, func(t *testing.T, op string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s with a named pipe as lock file: got %v, want an error saying it is not a regular file", op, err)
+		}
+	})
+}
+
+// testLockFiles puts something (made by plant, which returns a check that
+// it is unchanged) in place of the key's refresh lock file, then of its
+// write lock file, and checks that what needs that lock fails (checkErr)
+// without waiting or writing a token.
+func testLockFiles(t *testing.T, plant func(t *testing.T, path string) (check func()), checkErr func(t *testing.T, op string, err error)) {
+	ops := []struct {
+		name string
+		ext  string
+		run  func(ctx context.Context, s *filestore.Store) error
+	}{
+		{"Lock", ".lock", func(ctx context.Context, s *filestore.Store) error {
+			unlock, err := s.Lock(ctx, "k")
+			if err == nil {
+				unlock()
+			}
+			return err
+		}},
+		{"Save", ".wlock", func(ctx context.Context, s *filestore.Store) error {
+			return s.Save(ctx, "k", tok("new"))
+		}},
+		{"CompareAndSwap", ".wlock", func(ctx context.Context, s *filestore.Store) error {
+			return s.CompareAndSwap(ctx, "k", nil, tok("new"))
+		}},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			s, dir := newStore(t)
+			path := filepath.Join(dir, strings.TrimSuffix(fileName("k"), ".json")+op.ext)
+			check := plant(t, path)
+			ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+			defer cancel()
+			err := noHang(t, op.name, releaseFIFO(path), func() error { return op.run(ctx, s) })
+			checkErr(t, op.name, err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s waited for its context to end", op.name)
+			}
+			check()
+			if _, err := s.Load(context.Background(), "k"); !errors.Is(err, refresh.ErrNotFound) {
+				t.Errorf("after a refused %s, Load: got %v, want ErrNotFound", op.name, err)
+			}
 		})
 	}
 }
