@@ -333,3 +333,14 @@ func testLockFiles(t *testing.T, plant func(t *testing.T, path string) (check fu
 		})
 	}
 }
+
+// TestSyncDirFIFO: flushing the directory after a rename does not block if
+// the directory was replaced by a named pipe in the meantime; it fails.
+func TestSyncDirFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fifo")
+	mkfifo(t, path)
+	err := noHang(t, "syncDir", releaseFIFO(path), func() error { return filestore.SyncDir(path) })
+	if err == nil {
+		t.Errorf("syncDir of a named pipe: got nil error")
+	}
+}
