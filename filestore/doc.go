@@ -39,12 +39,14 @@
 //
 // Load returns [refresh.ErrNotFound] only when the key has no file. A file
 // that cannot be read (permission denied) gives the operating system's
-// error, wrapped. One that cannot be decoded (truncated, not JSON, fields of
-// the wrong type, another key's, a newer format version), and anything but
-// a regular file in its place (a directory, a named pipe, a symbolic link
-// wherever it points), give an error wrapping [ErrCorrupt]. Either way the
-// engine does not call the token endpoint on a guess. Error messages name
-// the file but never contain a token.
+// error, wrapped. A file that cannot be decoded (truncated, not JSON, fields
+// of the wrong type, another key's, a newer format version, or anything
+// else the store does not write: a member it does not know, or one written
+// twice or in another letter case), and anything but a regular file in its
+// place (a directory, a named pipe, a symbolic link wherever it points),
+// give an error wrapping [ErrCorrupt]. Either way the engine does not call
+// the token endpoint on a guess. Error messages name the file but never
+// contain a token.
 //
 // # Links and special files
 //

@@ -367,6 +367,9 @@ func TestCorruptFiles(t *testing.T) {
 		{name: "no access_token", setup: write(`{"version":1,"key":"k","refresh_token":"SECRET-r"}`), wantErr: filestore.ErrCorrupt},
 		{name: "bad expiry", setup: write(`{"version":1,"key":"k","access_token":"SECRET-a","expiry":"SECRET"}`), wantErr: filestore.ErrCorrupt},
 		{name: "bad key_base64", setup: write(`{"version":1,"key":"k","key_base64":"SECRET!","access_token":"SECRET-a"}`), wantErr: filestore.ErrCorrupt},
+		{name: "duplicate key", setup: write(`{"version":1,"key":"other","key":"k","access_token":"SECRET-a"}`), wantErr: filestore.ErrCorrupt},
+		{name: "member in another case", setup: write(`{"version":1,"key":"k","Access_Token":"SECRET-a","access_token":"SECRET-b"}`), wantErr: filestore.ErrCorrupt},
+		{name: "unknown member", setup: write(`{"version":1,"key":"k","access_token":"SECRET-a","SECRET":1}`), wantErr: filestore.ErrCorrupt},
 		{name: "another key's file", setup: write(string(record(t, "other", tok(secret)))), wantErr: filestore.ErrCorrupt},
 		{name: "directory", setup: func(t *testing.T, s *filestore.Store, path string) {
 			if err := os.Mkdir(path, 0o700); err != nil {
