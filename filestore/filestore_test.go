@@ -26,7 +26,7 @@ import (
 
 // newStore returns a store in a fresh directory "store" of its own, and
 // that directory.
-func newStore(t *testing.T) (*filestore.Store, string) {
+func newStore(t testing.TB) (*filestore.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	s, err := filestore.New(dir)
@@ -67,7 +67,7 @@ func checkSame(t *testing.T, got, want *oauth2.Token) {
 
 // record returns the content of the token file that a store writes for
 // key's token tk.
-func record(t *testing.T, key string, tk *oauth2.Token) []byte {
+func record(t testing.TB, key string, tk *oauth2.Token) []byte {
 	t.Helper()
 	s, dir := newStore(t)
 	if err := s.Save(context.Background(), key, tk); err != nil {
