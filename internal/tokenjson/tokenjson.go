@@ -156,6 +156,10 @@ func Decode(key string, data []byte) (*oauth2.Token, error) {
 		if err != nil {
 			return nil, errors.New(`field "expiry" is not an RFC 3339 time`)
 		}
+		if t.IsZero() {
+			// Encode writes no expiry for it.
+			return nil, errors.New(`field "expiry" holds the zero time`)
+		}
 		tok.Expiry = t
 	}
 	return tok, nil

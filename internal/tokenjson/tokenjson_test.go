@@ -166,6 +166,7 @@ var strictCases = []struct {
 	{"null key", "k", `{"version":1,"key":null,"access_token":"SECRET-a"}`, `field "key" has the wrong JSON type`},
 	{"null expiry", "k", headOfK + `"access_token":"SECRET-a","expiry":null}`, `field "expiry" has the wrong JSON type`},
 	{"empty expiry", "k", headOfK + `"access_token":"SECRET-a","expiry":""}`, `field "expiry" is not an RFC 3339 time`},
+	{"zero expiry", "k", headOfK + `"access_token":"SECRET-a","expiry":"0001-01-01T00:00:00Z"}`, `field "expiry" holds the zero time`},
 	{"raw bytes not UTF-8", "k", headOfK + `"access_token":"SECRET-a` + "\xff" + `"}`, "not valid UTF-8"},
 	{"key_base64 overrides a valid key", "k", `{"version":1,"key":"other","key_base64":"aw==","access_token":"SECRET-a"}`, `"key_base64" holds a valid UTF-8 key`},
 	{"key_base64 of a valid key", "k", `{"version":1,"key":"k","key_base64":"aw==","access_token":"SECRET-a"}`, `"key_base64" holds a valid UTF-8 key`},
