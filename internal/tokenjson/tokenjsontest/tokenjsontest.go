@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh/internal/tokenjson"
 )
 
 // A Record is a key and its token.
@@ -85,10 +87,12 @@ func Reference(data []byte) (key string, tok *oauth2.Token, ok bool) {
 	return key, tok, true
 }
 
-// CheckToken checks got, the token decoded from data for key: data must be
-// the record of key (see Reference), and got its token, with the expiry in
-// UTC.
-func CheckToken(t testing.TB, key string, data []byte, got *oauth2.Token) {
+// CheckAccepted checks got, the token decoded from data for key: data must
+// be the record of key (see Reference), got its token, with the expiry in
+// UTC, and data what tokenjson.Encode writes for it, but for white space,
+// the order of the members, escapes, the spelling of the expiry, and the
+// members older writers left out (token_type, refresh_token, expires_in).
+func CheckAccepted(t testing.TB, key string, data []byte, got *oauth2.Token) {
 	t.Helper()
 	refKey, want, ok := Reference(data)
 	switch {
@@ -101,6 +105,75 @@ func CheckToken(t testing.TB, key string, data []byte, got *oauth2.Token) {
 	case !got.Expiry.IsZero() && got.Expiry.Location() != time.UTC:
 		t.Errorf("the expiry returned is in %v, want UTC", got.Expiry.Location())
 	}
+	encoded, err := tokenjson.Encode(key, got)
+	if err != nil {
+		t.Fatalf("Encode of an accepted token: %v", err)
+	}
+	have, written := members(data), members(encoded)
+	missing := make(map[string]bool)
+	for _, m := range written {
+		missing[m.name] = true
+	}
+	for i, m := range have {
+		if !missing[m.name] {
+			t.Errorf("member %d is not one that Encode writes for this token, or is written twice, yet the record was accepted", i+1)
+		}
+		delete(missing, m.name)
+	}
+	for name := range missing {
+		if name != "token_type" && name != "refresh_token" && name != "expires_in" {
+			t.Errorf("the record lacks member %q, yet it was accepted", name)
+		}
+	}
+	var k1, k2 string
+	json.Unmarshal(have.value("key"), &k1)
+	json.Unmarshal(written.value("key"), &k2)
+	if k1 != k2 {
+		t.Errorf(`the record's "key" is not the one Encode writes for its key, yet it was accepted`)
+	}
+}
+
+// member is a member of a JSON object.
+type member struct {
+	name  string
+	value json.RawMessage // as in the data
+	end   int             // the offset in the data just past value
+}
+
+// memberList is the members of a JSON object, in order, repeats included.
+type memberList []member
+
+// members returns the top-level members of data, a JSON object, in
+// order, as far as data can be read.
+func members(data []byte) memberList {
+	var list memberList
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			break
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			break
+		}
+		name, _ := t.(string)
+		list = append(list, member{name, raw, int(dec.InputOffset())})
+	}
+	return list
+}
+
+// value returns the value of the first member named name, or nil.
+func (l memberList) value(name string) json.RawMessage {
+	for _, m := range l {
+		if m.name == name {
+			return m.value
+		}
+	}
+	return nil
 }
 
 // Same reports whether a and b have equal exported fields (but Extra).
@@ -158,32 +231,18 @@ func printableASCII(s string) bool {
 // data, as far as data can be read as JSON, and data with them disguised.
 func secrets(data []byte) (values []string, disguised []byte) {
 	disguised = bytes.Clone(data)
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, disguised
-	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			break
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			break
-		}
-		name, _ := t.(string)
+	for _, m := range members(data) {
 		var v string
-		isToken := strings.EqualFold(name, "access_token") || strings.EqualFold(name, "refresh_token")
-		if !isToken || len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &v) != nil {
+		isToken := strings.EqualFold(m.name, "access_token") || strings.EqualFold(m.name, "refresh_token")
+		if !isToken || len(m.value) == 0 || m.value[0] != '"' || json.Unmarshal(m.value, &v) != nil {
 			continue
 		}
 		values = append(values, v)
-		end := int(dec.InputOffset())
-		start := end - len(raw)
-		if start < 0 || !bytes.Equal(data[start:end], raw) {
-			panic(fmt.Sprintf("tokenjsontest: value not at [%d:%d]", start, end)) // the span is data's own bytes
+		start := m.end - len(m.value)
+		if start < 0 || !bytes.Equal(data[start:m.end], m.value) {
+			panic(fmt.Sprintf("tokenjsontest: value not at [%d:%d]", start, m.end)) // the span is data's own bytes
 		}
-		disguise(disguised[start+1 : end-1])
+		disguise(disguised[start+1 : m.end-1])
 	}
 	return values, disguised
 }
