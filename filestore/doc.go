@@ -38,12 +38,26 @@
 // # Errors
 //
 // Load returns [refresh.ErrNotFound] only when the key has no file. A file
-// that cannot be read (permission denied, a directory in its place) gives
-// the operating system's error, wrapped; one that cannot be decoded
-// (truncated, not JSON, fields of the wrong type, another key's, a newer
-// format version) gives an error wrapping [ErrCorrupt]. Either way the
-// engine does not call the token endpoint on a guess. Error messages name
-// the file but never contain a token.
+// that cannot be read (permission denied) gives the operating system's
+// error, wrapped. A file that cannot be decoded (truncated, not JSON, fields
+// of the wrong type, another key's, a newer format version, or anything
+// else the store does not write: a member it does not know, or one written
+// twice or in another letter case), and anything but a regular file in its
+// place (a directory, a named pipe, a symbolic link wherever it points),
+// give an error wrapping [ErrCorrupt]. Either way the engine does not call
+// the token endpoint on a guess. Error messages name the file but never
+// contain a token.
+//
+// # Links and special files
+//
+// The store opens its files without following a symbolic link at their
+// path and without blocking, and uses what it opened only if it is a
+// regular file. A link in place of a token file is refused as corrupt
+// (Save replaces the link itself, not what it points to). A link, named
+// pipe or device in place of a lock file (on platforms with flock, see
+// below) makes Lock, Save and CompareAndSwap fail with an error saying so,
+// rather than create or open a file elsewhere. The directory given to [New]
+// may itself be a link.
 //
 // # Atomicity and crashes
 //
@@ -96,6 +110,10 @@
 // CompareAndSwap are atomic with respect to each other within one process
 // only; every write still replaces the file whole, and the last one wins.
 // Give each process its own directory there, or use a store that can lock.
+//
+// Platforms without O_NOFOLLOW (Windows, Plan 9, WebAssembly) check for a
+// link just before opening a file, so a link put in place between the check
+// and the open is followed there.
 //
 // On Windows a rename can also fail while another process has the token
 // file open (reading it), in which case Save returns an error and the

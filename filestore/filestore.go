@@ -150,25 +150,20 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 }
 
 // readToken reads and decodes the token file at path, which must hold key.
+// Anything but a regular file at path (a symbolic link, wherever it points,
+// a named pipe, a directory) is corrupt: the store never writes one.
 func readToken(path, key string) (*oauth2.Token, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := openRegular(path, os.O_RDONLY, 0)
+	var notRegular *notRegularError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, refresh.ErrNotFound
-	}
-	if err != nil {
+	case errors.As(err, &notRegular):
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, notRegular)
+	case err != nil:
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("filestore: %w", err)
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("%w: %s is a directory", ErrCorrupt, path)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, path)
-	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("filestore: %w", err)

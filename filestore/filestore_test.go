@@ -26,7 +26,7 @@ import (
 
 // newStore returns a store in a fresh directory "store" of its own, and
 // that directory.
-func newStore(t *testing.T) (*filestore.Store, string) {
+func newStore(t testing.TB) (*filestore.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	s, err := filestore.New(dir)
@@ -63,6 +63,21 @@ func checkSame(t *testing.T, got, want *oauth2.Token) {
 			got.AccessToken, got.TokenType, got.RefreshToken, got.Expiry, got.ExpiresIn,
 			want.AccessToken, want.TokenType, want.RefreshToken, want.Expiry, want.ExpiresIn)
 	}
+}
+
+// record returns the content of the token file that a store writes for
+// key's token tk.
+func record(t testing.TB, key string, tk *oauth2.Token) []byte {
+	t.Helper()
+	s, dir := newStore(t)
+	if err := s.Save(context.Background(), key, tk); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, fileName(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // strayFiles returns the names in dir that are not a key's file.
@@ -352,18 +367,10 @@ func TestCorruptFiles(t *testing.T) {
 		{name: "no access_token", setup: write(`{"version":1,"key":"k","refresh_token":"SECRET-r"}`), wantErr: filestore.ErrCorrupt},
 		{name: "bad expiry", setup: write(`{"version":1,"key":"k","access_token":"SECRET-a","expiry":"SECRET"}`), wantErr: filestore.ErrCorrupt},
 		{name: "bad key_base64", setup: write(`{"version":1,"key":"k","key_base64":"SECRET!","access_token":"SECRET-a"}`), wantErr: filestore.ErrCorrupt},
-		{name: "another key's file", setup: func(t *testing.T, s *filestore.Store, path string) {
-			if err := s.Save(ctx, "other", tok(secret)); err != nil {
-				t.Fatal(err)
-			}
-			data, err := os.ReadFile(filepath.Join(s.Dir(), fileName("other")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}, wantErr: filestore.ErrCorrupt},
+		{name: "duplicate key", setup: write(`{"version":1,"key":"other","key":"k","access_token":"SECRET-a"}`), wantErr: filestore.ErrCorrupt},
+		{name: "member in another case", setup: write(`{"version":1,"key":"k","Access_Token":"SECRET-a","access_token":"SECRET-b"}`), wantErr: filestore.ErrCorrupt},
+		{name: "unknown member", setup: write(`{"version":1,"key":"k","access_token":"SECRET-a","SECRET":1}`), wantErr: filestore.ErrCorrupt},
+		{name: "another key's file", setup: write(string(record(t, "other", tok(secret)))), wantErr: filestore.ErrCorrupt},
 		{name: "directory", setup: func(t *testing.T, s *filestore.Store, path string) {
 			if err := os.Mkdir(path, 0o700); err != nil {
 				t.Fatal(err)

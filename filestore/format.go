@@ -12,9 +12,11 @@ import (
 
 // ErrCorrupt is wrapped by the error of Load and CompareAndSwap when a token
 // file exists but does not hold a token of this format for the key: it is
-// truncated, not JSON, has fields of the wrong type, belongs to another key,
-// or was written by a newer version of this package. Such an error names the
-// file but never quotes its content.
+// truncated, not JSON, has fields of the wrong type or members the store
+// does not write (unknown, repeated, in another letter case), belongs to
+// another key, was written by a newer version of this package, or is not a
+// regular file (a symbolic link, a named pipe, a directory). Such an error
+// names the file but never quotes its content.
 var ErrCorrupt = errors.New("filestore: corrupt token file")
 
 // encode returns the file content for key's token: the JSON of

@@ -4,6 +4,7 @@ package filestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -58,8 +59,8 @@ func lockWrite(ctx context.Context, path string) (unlock func(), err error) {
 }
 
 // lockFile opens (creating it with mode 0600 if needed) the lock file at
-// path and takes an exclusive flock on it, trying until it succeeds or ctx
-// ends.
+// path, which must be a regular file, and takes an exclusive flock on it,
+// trying until it succeeds or ctx ends.
 //
 // An flock belongs to the open file description, and lockFile opens the
 // file anew each time, so two goroutines of one process exclude each other
@@ -71,8 +72,15 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 		return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
 	}
 	// os.OpenFile sets O_CLOEXEC: child processes do not inherit the lock.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	// A symbolic link in place of the lock file is refused, not followed:
+	// following it would create a file, or open one read-write, anywhere
+	// the process may write. So is anything else but a regular file.
+	f, err := openRegular(path, os.O_RDWR|os.O_CREATE, 0o600)
+	var notRegular *notRegularError
+	switch {
+	case errors.As(err, &notRegular):
+		return nil, fmt.Errorf("filestore: refusing lock file: %w", err)
+	case err != nil:
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
 	wait := minPoll

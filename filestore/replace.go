@@ -18,6 +18,8 @@ import (
 // The caller holds the key's write lock, so no other Save of this key
 // renames at the same time; readers need no lock, since rename is atomic.
 func replaceFile(dir, path string, data []byte) error {
+	// CreateTemp opens with O_CREATE|O_EXCL, which fails on anything at
+	// its random name, a symbolic link included: it never follows one.
 	f, err := os.CreateTemp(dir, filepath.Base(path)+tempMark+"*") // mode 0600
 	if err != nil {
 		return fmt.Errorf("filestore: %w", err)
@@ -41,6 +43,8 @@ func replaceFile(dir, path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("filestore: %w", err)
 	}
+	// rename(2) replaces the directory entry at path: a symbolic link
+	// there is replaced itself, and what it points to is left alone.
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("filestore: %w", err)
 	}
@@ -60,7 +64,9 @@ func syncDir(dir string) error {
 		// metadata, so a completed rename survives a crash anyway.
 		return nil
 	}
-	d, err := os.Open(dir)
+	// dir may be a symbolic link to a directory (see New), so this open
+	// follows links; dirFlags keep it from blocking on anything else.
+	d, err := os.OpenFile(dir, os.O_RDONLY|dirFlags, 0)
 	if err != nil {
 		return err
 	}

@@ -142,12 +142,94 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
-// TestDecodeIgnoresUnknownFields: fields added by a compatible writer do not
-// make the data corrupt.
-func TestDecodeIgnoresUnknownFields(t *testing.T) {
-	tok, err := tokenjson.Decode("k", []byte(`{"version":1,"key":"k","access_token":"a","scope":"x"}`))
-	if err != nil || tok.AccessToken != "a" {
-		t.Errorf("got %+v, %v", tok, err)
+// strictCases are records that Decode refuses for key because Encode
+// could not have written them, and what the error says. headOfK begins a
+// record of key "k".
+const headOfK = `{"version":1,"key":"k",`
+
+var strictCases = []struct {
+	name, key, data, want string
+}{
+	{"duplicate access_token", "k", headOfK + `"access_token":"SECRET-a","access_token":"SECRET-b"}`, `member "access_token" appears twice`},
+	{"duplicate key", "k", `{"version":1,"key":"other","key":"k","access_token":"SECRET-a"}`, `member "key" appears twice`},
+	{"duplicate version", "k", `{"version":1,"version":1,"key":"k","access_token":"SECRET-a"}`, `member "version" appears twice`},
+	{"duplicate refresh_token", "k", headOfK + `"access_token":"SECRET-a","refresh_token":"SECRET-r","refresh_token":"SECRET-s"}`, `member "refresh_token" appears twice`},
+	{"name in upper case", "k", headOfK + `"ACCESS_TOKEN":"SECRET-a"}`, `member 3 is named "access_token" in another letter case`},
+	{"name in mixed case", "k", `{"Version":1,"key":"k","access_token":"SECRET-a"}`, `member 1 is named "version" in another letter case`},
+	{"name with a Kelvin sign", "k", `{"version":1,"\u212aey":"k","access_token":"SECRET-a"}`, `member 2 is named "key" in another letter case`},
+	{"case variant beside the name", "k", headOfK + `"access_token":"SECRET-a","Access_Token":"SECRET-b"}`, `member 4 is named "access_token" in another letter case`},
+	{"unknown member", "k", headOfK + `"access_token":"SECRET-a","scope":"x"}`, "member 4 has an unknown name"},
+	{"unknown member named by a token", "k", headOfK + `"access_token":"a","SECRET-a":"x"}`, "member 4 has an unknown name"},
+	{"nested duplicate", "k", headOfK + `"access_token":"SECRET-a","x":{"a":1,"a":2}}`, "member 4 has an unknown name"},
+	{"null token_type", "k", headOfK + `"access_token":"SECRET-a","token_type":null}`, `field "token_type" has the wrong JSON type`},
+	{"null with white space", "k", headOfK + "\"access_token\":\"SECRET-a\",\"token_type\": \n null \n}", `field "token_type" has the wrong JSON type`},
+	{"null key", "k", `{"version":1,"key":null,"access_token":"SECRET-a"}`, `field "key" has the wrong JSON type`},
+	{"null expiry", "k", headOfK + `"access_token":"SECRET-a","expiry":null}`, `field "expiry" has the wrong JSON type`},
+	{"empty expiry", "k", headOfK + `"access_token":"SECRET-a","expiry":""}`, `field "expiry" is not an RFC 3339 time`},
+	{"zero expiry", "k", headOfK + `"access_token":"SECRET-a","expiry":"0001-01-01T00:00:00Z"}`, `field "expiry" holds the zero time`},
+	{"raw bytes not UTF-8", "k", headOfK + `"access_token":"SECRET-a` + "\xff" + `"}`, "not valid UTF-8"},
+	{"key_base64 overrides a valid key", "k", `{"version":1,"key":"other","key_base64":"aw==","access_token":"SECRET-a"}`, `"key_base64" holds a valid UTF-8 key`},
+	{"key_base64 of a valid key", "k", `{"version":1,"key":"k","key_base64":"aw==","access_token":"SECRET-a"}`, `"key_base64" holds a valid UTF-8 key`},
+	{"empty key_base64", "", `{"version":1,"key":"","key_base64":"","access_token":"SECRET-a"}`, `"key_base64" holds a valid UTF-8 key`},
+	{"key_base64 disagrees with key", "\xffk", `{"version":1,"key":"k","key_base64":"/2s=","access_token":"SECRET-a"}`, `fields "key" and "key_base64" disagree`},
+	{"key with one U+FFFD for two bytes", "\xff\xfe", `{"version":1,"key":"\ufffd","key_base64":"//4=","access_token":"SECRET-a"}`, `fields "key" and "key_base64" disagree`},
+	{"key_base64 with a line break", "\xffk", `{"version":1,"key":"\ufffdk","key_base64":"/2\ns=","access_token":"SECRET-a"}`, `field "key_base64" is not valid base64`},
+	{"key_base64 with non-zero padding bits", "\xffk", `{"version":1,"key":"\ufffdk","key_base64":"/2t=","access_token":"SECRET-a"}`, `field "key_base64" is not valid base64`},
+	{"key_base64 without padding", "\xffk", `{"version":1,"key":"\ufffdk","key_base64":"/2s","access_token":"SECRET-a"}`, `field "key_base64" is not valid base64`},
+}
+
+// TestDecodeStrict: Decode accepts only what Encode writes, give or take
+// white space, member order and JSON escapes: every member name as Encode
+// spells it, none twice, none unknown, and key_base64 only where Encode
+// writes it. Anything else did not come from Encode and is refused, without
+// quoting the data.
+func TestDecodeStrict(t *testing.T) {
+	for _, c := range strictCases {
+		t.Run(c.name, func(t *testing.T) {
+			tok, err := tokenjson.Decode(c.key, []byte(c.data))
+			if err == nil {
+				t.Fatalf("got a token (access token of %d bytes), want an error", len(tok.AccessToken))
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.want) {
+				t.Errorf("got error %q, want one containing %q", msg, c.want)
+			}
+			if strings.Contains(msg, "SECRET") {
+				t.Errorf("error quotes the data: %q", msg)
+			}
+		})
+	}
+}
+
+// TestDecodeNewerVersionFirst: a record of another format version is
+// reported as such, whatever else differs in it, so that an older program
+// says why it cannot read a newer one.
+func TestDecodeNewerVersionFirst(t *testing.T) {
+	for _, data := range []string{
+		`{"version":2,"key":"k","access_token":"SECRET-a","scope":"x"}`,
+		`{"scope":"x","Key":"k","version":2}`,
+		`{"version":2,"access_token":"SECRET-a","access_token":"SECRET-b"}`,
+		`{"version":2,"key":null}`,
+	} {
+		_, err := tokenjson.Decode("k", []byte(data))
+		if err == nil || err.Error() != "unsupported format version 2" {
+			t.Errorf("Decode(%s): got %v, want unsupported format version 2", data, err)
+		}
+	}
+}
+
+// TestDecodeAcceptsWhatEncodeMeans: white space, member order and escapes
+// do not change a record, and are accepted.
+func TestDecodeAcceptsWhatEncodeMeans(t *testing.T) {
+	for _, data := range []string{
+		`{"access_token":"a","key":"k","version":1}`,
+		"{\n  \"version\": 1,\n  \"key\": \"k\",\n  \"access_token\": \"a\"\n}\n",
+		`{"version":1,"\u006bey":"\u006b","access_token":"\u0061"}`,
+	} {
+		tok, err := tokenjson.Decode("k", []byte(data))
+		if err != nil || tok.AccessToken != "a" {
+			t.Errorf("Decode(%s): got %+v, %v", data, tok, err)
+		}
 	}
 }
 
