@@ -334,54 +334,6 @@ func (ts tokenSource) Token() (*oauth2.Token, error) {
 	return ts.e.Token(context.Background(), ts.key)
 }
 
-// Close stops the engine's background work. It first tries once more,
-// within ctx, to save each token whose save failed, and releases the
-// cross-process locks kept for them. It returns nil if every token is in the
-// store; else an error that joins one *Error per such key, each wrapping
-// [ErrNotSaved]: that key's newest token exists only in this process's
-// memory and is lost when it exits (the user of that key will have to log in
-// again), and the store's older token for it has been spent.
-//
-// After Close, whatever needs the store or the token endpoint fails with an
-// error wrapping [ErrClosed]; requests whose token is valid and cached still
-// go out with it. Close may be called more than once.
-func (e *Engine) Close(ctx context.Context) error {
-	if e.closed.CompareAndSwap(false, true) {
-		close(e.done)
-	}
-	var errs []error
-	e.eachEntry(func(key string, ent *entry) {
-		var after []func()
-		ent.mu.Lock()
-		if ent.pending != nil {
-			sctx, cancel := context.WithTimeout(ctx, e.timeout)
-			e.savePending(sctx, key, ent, &after)
-			cancel()
-		}
-		if p := ent.pending; p != nil {
-			errs = append(errs, &Error{Key: key, Err: ErrNotSaved})
-			e.logError("closing without saving the newest token", key, nil)
-		}
-		ent.releaseHeld()
-		ent.mu.Unlock()
-		e.runHooks(key, after)
-	})
-	// Every flight that could start a background save has ended (each
-	// entry's lock was taken above; later flights see closed), and the
-	// saves see done.
-	e.bg.Wait()
-	return errors.Join(errs...)
-}
-
-// eachEntry calls f for every key the engine has seen.
-func (e *Engine) eachEntry(f func(key string, ent *entry)) {
-	f(DefaultKey, e.def)
-	e.keys.Range(func(k, v any) bool {
-		f(k.(string), v.(*entry))
-		return true
-	})
-}
-
 func normalizeKey(key string) string {
 	if key == "" {
 		return DefaultKey

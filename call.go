@@ -1,0 +1,67 @@
+package refresh
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// call calls the endpoint with base's refresh token, again after a
+// temporary failure, up to e.attempts times within ctx's deadline.
+func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token) (*oauth2.Token, *Error) {
+	delay := retryBase
+	for attempt := 1; ; attempt++ {
+		nt, err := e.endpointRefresh(ctx, copyToken(base))
+		if err == nil && (nt == nil || nt.AccessToken == "") {
+			err = fmt.Errorf("%w: token endpoint returned no access token", ErrReauthRequired)
+		}
+		if err == nil {
+			return nt, nil
+		}
+		x := classify(key, err, base)
+		if !x.Temporary() || attempt >= e.attempts {
+			return nil, x
+		}
+		wait := max(delay/2+rand.N(delay/2+1), x.RetryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return nil, x // no time left for another attempt
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, x
+		}
+		delay = min(2*delay, retryMax)
+	}
+}
+
+// cooldown is how long a key waits after a temporary failure.
+func cooldown(x *Error) time.Duration {
+	return max(retryBase, x.RetryAfter)
+}
+
+// awaitPeer re-reads the store, a few times over about a second, for a
+// token that a concurrent refresh may be about to save: newer than base,
+// and not one of this engine's own (the older token a failed save left in
+// the store is not a peer's, and its refresh token is spent).
+func (e *Engine) awaitPeer(ctx context.Context, key string, ent *entry, base *oauth2.Token) *oauth2.Token {
+	wait := 100 * time.Millisecond
+	for range 4 {
+		t, err := e.storeLoad(ctx, key)
+		if err == nil && t != nil && t.RefreshToken != "" && t.RefreshToken != base.RefreshToken && !ent.ours(t) {
+			return copyToken(t)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		wait *= 2
+	}
+	return nil
+}
