@@ -64,25 +64,46 @@ func runPhases(ctx context.Context, srv *refreshtest.Server, phases []phase, rng
 	}
 }
 
-// runKills SIGKILLs a random worker about every mean, until ctx ends.
-func runKills(ctx context.Context, f *fleet, mean time.Duration, rng *rand.Rand) {
+// runKills SIGKILLs a random worker about every mean, until ctx ends. A
+// share of the kills (targeted) waits for the worker to take the store's
+// lock and strikes then, inside its critical section.
+func runKills(ctx context.Context, f *fleet, mean time.Duration, targeted float64, rng *rand.Rand) {
 	for sleep(ctx, jitter(rng, mean)) {
-		if p := f.pick(rng); p != nil {
+		if p := victim(ctx, f, targeted, rng); p != nil {
 			f.kill(p)
 		}
 	}
 }
 
 // runFreezes SIGSTOPs a random worker about every mean, for up to
-// maxFreeze, until ctx ends (a frozen worker is then resumed at once).
-func runFreezes(ctx context.Context, f *fleet, mean, maxFreeze time.Duration, rng *rand.Rand) {
+// maxFreeze, until ctx ends (a frozen worker is then resumed at once); a
+// share of them (targeted) inside its critical section.
+func runFreezes(ctx context.Context, f *fleet, mean, maxFreeze time.Duration, targeted float64, rng *rand.Rand) {
 	for sleep(ctx, jitter(rng, mean)) {
-		if p := f.pick(rng); p != nil {
-			const least = 200 * time.Millisecond
-			d := least + time.Duration(rng.Int64N(int64(max(maxFreeze-least, 1))))
+		const least = 200 * time.Millisecond
+		d := least + time.Duration(rng.Int64N(int64(max(maxFreeze-least, 1))))
+		if p := victim(ctx, f, targeted, rng); p != nil {
 			f.freeze(p, d, ctx.Done())
 		}
 	}
+}
+
+// victim picks a worker to hit: at once, or, with probability targeted,
+// when it next takes the store's lock (nil if it does not within 10 s).
+func victim(ctx context.Context, f *fleet, targeted float64, rng *rand.Rand) *proc {
+	aim := rng.Float64() < targeted
+	p := f.pick(rng)
+	if p == nil || !aim {
+		return p
+	}
+	select {
+	case <-f.nextLock(p):
+		return p
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
+	}
+	return nil
 }
 
 // jitter returns a duration between mean/2 and 3·mean/2.

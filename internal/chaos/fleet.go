@@ -29,7 +29,7 @@ const (
 	dumpWait      = 5 * time.Second  // after SIGQUIT, for the goroutine dump
 	readyLimit    = 60 * time.Second // to say ready
 	stderrKeep    = 64 << 10         // bytes of a worker's stderr kept
-	excerptLines  = 14
+	excerptLines  = 20
 	restartJitter = 1500 * time.Millisecond
 )
 
@@ -52,8 +52,9 @@ type proc struct {
 	quit      bool      // we sent SIGQUIT (a hang)
 	stuck     bool      // reported stuck once
 	lastLine  time.Time
-	last      progress // latest progress line
-	exitState string   // how it ended; "" while running
+	lockWait  chan struct{} // closed at its next lock; nil if nobody waits
+	last      progress      // latest progress line
+	exitState string        // how it ended; "" while running
 }
 
 // capBuffer keeps the first stderrKeep bytes written to it.
@@ -185,8 +186,9 @@ func (f *fleet) start(slot, inc int) error {
 	p.started, p.lastLine = time.Now(), time.Now()
 	f.slots[slot] = p
 	f.all = append(f.all, p)
-	f.wg.Go(func() { f.read(p, stdout) })
+	f.wg.Go(guarded(func() { f.read(p, stdout) }))
 	f.logf("worker %s started (pid %d)", p.id, p.cmd.Process.Pid)
+	f.led.trace(p.started, "orchestrator: worker %s started", p.id)
 	return nil
 }
 
@@ -232,12 +234,26 @@ func (f *fleet) line(p *proc, line string) {
 		if len(fields) == 3 {
 			g, _ := strconv.Atoi(fields[0])
 			n, _ := strconv.Atoi(fields[1])
+			at := nanos(fields[2])
 			if tag == "L" {
-				f.led.loaded(p.id, pair{g, n}, nanos(fields[2]))
+				f.led.loaded(p.id, pair{g, n}, at)
+				f.led.trace(at, "worker %s: store: loaded %d/%d", p.id, g, n)
 			} else {
-				f.led.stored(pair{g, n}, nanos(fields[2]))
+				f.led.stored(pair{g, n}, at)
+				f.led.trace(at, "worker %s: store: saved %d/%d", p.id, g, n)
 			}
 		}
+	case "K", "U":
+		if tag == "K" {
+			f.mu.Lock()
+			if p.lockWait != nil {
+				close(p.lockWait)
+				p.lockWait = nil
+			}
+			f.mu.Unlock()
+		}
+		f.led.locked(p.id, nanos(rest), tag == "U")
+		f.led.trace(nanos(rest), "worker %s: store: %s", p.id, map[string]string{"K": "locked", "U": "unlocking"}[tag])
 	case "E":
 		if t, msg, ok := strings.Cut(rest, " "); ok {
 			f.led.engineLog(p.id, nanos(t), msg)
@@ -260,6 +276,7 @@ func (f *fleet) exit(p *proc, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer close(p.exited)
+	defer func() { f.led.trace(now, "orchestrator: worker %s exited (%s)", p.id, p.exitState) }()
 	switch {
 	case p.killed && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		p.exitState = "killed"
@@ -319,6 +336,17 @@ func (f *fleet) pick(rng *rand.Rand) *proc {
 		return nil
 	}
 	return ps[rng.IntN(len(ps))]
+}
+
+// nextLock returns a channel closed when p next takes the store's lock,
+// so that a kill or a freeze can hit it inside its critical section.
+func (f *fleet) nextLock(p *proc) <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p.lockWait == nil {
+		p.lockWait = make(chan struct{})
+	}
+	return p.lockWait
 }
 
 // kill SIGKILLs p; its slot is restarted.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -26,16 +28,18 @@ import (
 //     (Faults.AfterGrant): R never saw q;
 //   - R was SIGKILLed after the rotation and before q reached the store
 //     (or another worker) — before the reuse, if there was one;
-//   - with a store whose lock is a lease (Redis), R was frozen by SIGSTOP
-//     for long enough to lose its lease, between the rotation and the
-//     moment q reached the store; or the worker Y that presented p again
-//     had read p before the rotation and was then frozen long enough to
-//     lose its lease (another process took the lock, rotated p, and Y,
-//     resumed, sent the p it held).
+//   - with a store whose lock is a lease (Redis), R and the worker Y that
+//     presented p again held the lock at the same time (the workers report
+//     when they take and release it), and one of them was frozen by
+//     SIGSTOP while holding it, long enough to lose its lease; or one of
+//     them lost its lease without a freeze, as its store reported (the
+//     machine did not run it for that long: a lease's limit, counted apart).
 //
-// Anything else, a crash included, is a library fault. The times come from
-// one machine's clock, in several processes; no rule depends on how long
-// anything took except the freeze, which is compared with the lease.
+// Anything else, a crash included, is a library fault; two workers inside
+// the lock at once without such a freeze is a fault of the lock, on any
+// store. The times come from one machine's clock, in several processes; no
+// rule depends on how long anything took except the freeze, which is
+// compared with the lease.
 type ledger struct {
 	start time.Time
 	lease time.Duration // 0: the store's lock lasts as long as its holder
@@ -57,11 +61,46 @@ type ledger struct {
 	killed    map[string]time.Time          // incarnation → SIGKILL
 	crashed   map[string]time.Time          // incarnation → unexpected exit
 	stops     map[string][]span             // incarnation → SIGSTOP…SIGCONT
+	locks     map[string][]span             // incarnation → the store's lock held (to zero: not released)
 	leaseLost map[string][]time.Time        // incarnation → LeaseLost reports
 	logs      map[string][]logLine          // incarnation → engine warnings
 	refusals  []refusal
 	reuses    []refusal // every TokenReuse
 	counts    eventCounts
+	tracing   bool        // keep traced
+	traced    []traceLine // every event, for -trace
+}
+
+type traceLine struct {
+	at   time.Time
+	text string
+}
+
+// trace records one line of the timeline, if tracing. It must never be
+// given a token value.
+func (l *ledger) trace(at time.Time, format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.traceLocked(at, format, args...)
+}
+
+func (l *ledger) traceLocked(at time.Time, format string, args ...any) {
+	if l.tracing {
+		l.traced = append(l.traced, traceLine{at, fmt.Sprintf(format, args...)})
+	}
+}
+
+// writeTrace writes the timeline in order of time.
+func (l *ledger) writeTrace(w io.Writer) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := slices.Clone(l.traced)
+	slices.SortStableFunc(lines, func(a, b traceLine) int { return a.at.Compare(b.at) })
+	bw := bufio.NewWriter(w)
+	for _, t := range lines {
+		fmt.Fprintf(bw, "%s %s\n", l.rel(t.at), t.text)
+	}
+	return bw.Flush()
 }
 
 type login struct {
@@ -150,6 +189,7 @@ func newLedger(start time.Time, lease time.Duration) *ledger {
 		killed:    map[string]time.Time{},
 		crashed:   map[string]time.Time{},
 		stops:     map[string][]span{},
+		locks:     map[string][]span{},
 		leaseLost: map[string][]time.Time{},
 		logs:      map[string][]logLine{},
 		counts:    eventCounts{faults: map[string]int{}},
@@ -164,6 +204,7 @@ func (l *ledger) login(grant int, reason string) {
 	defer l.mu.Unlock()
 	l.current = grant
 	l.logins = append(l.logins, login{grant, time.Now(), reason})
+	l.traceLocked(time.Now(), "orchestrator: login, grant %d (%s)", grant, reason)
 }
 
 func (l *ledger) currentGrant() int {
@@ -180,6 +221,7 @@ func (l *ledger) onToken(ev refreshtest.TokenEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.counts.requests++
+	l.traceLocked(ev.Time, "server: %v from worker %s: pair %v%s", ev.Kind, w, p, eventNote(ev))
 	if ev.Grant != 0 {
 		l.presented[p] = append(l.presented[p], sighting{w, ev.Time})
 	}
@@ -231,6 +273,27 @@ func (l *ledger) stall(grant int, note string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.addLoss(&loss{kind: lostStalled, grant: grant, at: time.Now(), note: note})
+	l.traceLocked(time.Now(), "orchestrator: grant %d stalled", grant)
+}
+
+func eventNote(ev refreshtest.TokenEvent) string {
+	var b strings.Builder
+	if ev.Kind == refreshtest.TokenGranted {
+		fmt.Fprintf(&b, " → %d", ev.NewPair)
+	}
+	if ev.Code != "" {
+		b.WriteString(" " + ev.Code)
+	}
+	if ev.Revoked {
+		b.WriteString(", grant revoked")
+	}
+	if ev.Dropped {
+		b.WriteString(", answer dropped by " + faultName(ev.Fault))
+	}
+	if ev.Kind == refreshtest.TokenFault {
+		b.WriteString(" " + faultName(ev.Fault))
+	}
+	return b.String()
 }
 
 func faultName(f refreshtest.Fault) string {
@@ -270,31 +333,40 @@ func (l *ledger) loaded(w string, p pair, t time.Time) {
 	}
 }
 
-func (l *ledger) kill(w string, t time.Time)  { l.mark(l.killed, w, t) }
-func (l *ledger) crash(w string, t time.Time) { l.mark(l.crashed, w, t) }
-
-func (l *ledger) mark(m map[string]time.Time, w string, t time.Time) {
+func (l *ledger) kill(w string, t time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m[w] = t
+	l.killed[w] = t
+	l.traceLocked(t, "orchestrator: SIGKILL worker %s", w)
+}
+
+func (l *ledger) crash(w string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.crashed[w] = t
+	l.traceLocked(t, "orchestrator: worker %s crashed", w)
 }
 
 func (l *ledger) stop(w string, from, to time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stops[w] = append(l.stops[w], span{from, to})
+	l.traceLocked(from, "orchestrator: SIGSTOP worker %s", w)
+	l.traceLocked(to, "orchestrator: SIGCONT worker %s (%v)", w, to.Sub(from).Round(time.Millisecond))
 }
 
 func (l *ledger) lostLease(w string, t time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.leaseLost[w] = append(l.leaseLost[w], t)
+	l.traceLocked(t, "worker %s: redisstore reports a lease lost", w)
 }
 
 func (l *ledger) engineLog(w string, t time.Time, msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.logs[w] = append(l.logs[w], logLine{t, msg})
+	l.traceLocked(t, "worker %s: engine: %s", w, msg)
 }
 
 // progressOf reports the newest pair issued for grant, and when the last
@@ -342,9 +414,9 @@ func (l *ledger) firstSeen(q pair, except string) time.Time {
 // everything).
 func before(t, u time.Time) bool { return !t.IsZero() && t.Before(u) }
 
-// longStop returns a SIGSTOP of w, at least as long as the lease could
-// last, that began before until and ended after from.
-func (l *ledger) longStop(w string, from, until time.Time) (span, bool) {
+// longStop returns a SIGSTOP of w during sec, long enough that the lease
+// may have run out.
+func (l *ledger) longStop(w string, sec span) (span, bool) {
 	if l.lease <= 0 {
 		return span{}, false
 	}
@@ -352,11 +424,90 @@ func (l *ledger) longStop(w string, from, until time.Time) (span, bool) {
 	// of it left when its holder freezes.
 	need := l.lease * 2 / 3
 	for _, s := range l.stops[w] {
-		if s.to.Sub(s.from) >= need && s.from.Before(until) && s.to.After(from) {
+		if s.to.Sub(s.from) >= need && sec.overlaps(s) {
 			return s, true
 		}
 	}
 	return span{}, false
+}
+
+// leaseLostIn returns when w's Redis store reported that the lease of sec
+// was lost: during it, or at its release.
+func (l *ledger) leaseLostIn(w string, sec span) (time.Time, bool) {
+	if l.lease <= 0 || sec.to.IsZero() {
+		return time.Time{}, false
+	}
+	for _, t := range l.leaseLost[w] {
+		if !t.Before(sec.from) && !t.After(sec.to.Add(time.Second)) {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (a span) length() time.Duration { return a.to.Sub(a.from) }
+
+// section returns the time during which w held the store's lock at t
+// (taken at or before t). Its end is when w unlocked, or was killed or
+// crashed; zero if never.
+func (l *ledger) section(w string, t time.Time) (span, bool) {
+	var sec span
+	found := false
+	for _, s := range l.locks[w] {
+		if !s.from.After(t) {
+			sec, found = s, true
+		}
+	}
+	if !found {
+		return span{}, false
+	}
+	if sec.to.IsZero() {
+		if k, ok := l.killed[w]; ok && k.After(sec.from) {
+			sec.to = k
+		} else if c, ok := l.crashed[w]; ok && c.After(sec.from) {
+			sec.to = c
+		}
+	}
+	return sec, true
+}
+
+// overlaps reports whether two spans share a moment; a zero end is never.
+func (a span) overlaps(b span) bool {
+	end := func(s span) time.Time {
+		if s.to.IsZero() {
+			return time.Unix(1<<40, 0)
+		}
+		return s.to
+	}
+	return a.from.Before(end(b)) && b.from.Before(end(a))
+}
+
+// holding reports whether some worker holds the store's lock now, as far
+// as the workers said (a killed or crashed one holds nothing).
+func (l *ledger) holding() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for w, ss := range l.locks {
+		_, killed := l.killed[w]
+		_, crashed := l.crashed[w]
+		if len(ss) > 0 && ss[len(ss)-1].to.IsZero() && !killed && !crashed {
+			return true
+		}
+	}
+	return false
+}
+
+// locked records that w took the store's lock at t (unlocking: released).
+func (l *ledger) locked(w string, t time.Time, unlocking bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ss := l.locks[w]
+	switch {
+	case !unlocking:
+		l.locks[w] = append(ss, span{from: t})
+	case len(ss) > 0 && ss[len(ss)-1].to.IsZero():
+		ss[len(ss)-1].to = t
+	}
 }
 
 // logsBetween returns w's engine warnings in [from, to].
@@ -463,12 +614,9 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 		}
 		return
 	}
-	var p pair
-	until := ls.at // the moment the lineage was lost
+	p, until := ls.stored, ls.at // the pair spent twice or stranded; when the lineage was lost
 	if ls.kind == lostByReuse {
 		p = ls.reused
-	} else {
-		p = ls.stored
 	}
 	r := l.rot[p]
 	if r == nil {
@@ -478,47 +626,53 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 	q := pair{p.grant, r.to}
 	R, Y := r.worker, ls.reuser
 	seenAt := l.firstSeen(q, R)
-	ls.details = append(ls.details, fmt.Sprintf("%s: worker %s spent pair %v and was issued pair %v", l.rel(r.at), R, p, q))
-	if ls.kind == lostByReuse {
-		ls.details = append(ls.details, fmt.Sprintf("%s: worker %s presented pair %v again; the server revoked grant %d", l.rel(ls.at), Y, p, p.grant))
-	} else {
-		ls.details = append(ls.details, fmt.Sprintf("end: the store held pair %v; pair %v or later never reached it", p, q))
-	}
-	if before(seenAt, until) {
-		ls.details = append(ls.details, fmt.Sprintf("%s: pair %v (or later) reached the store or another worker", l.rel(seenAt), q))
-	}
-	if t, ok := l.lastLoad[Y][p]; ok && Y != "" {
-		ls.details = append(ls.details, fmt.Sprintf("%s: worker %s last read pair %v from the store", l.rel(t), Y, p))
-	}
-	for _, w := range uniq(R, Y) {
-		if lines := l.logsBetween(w, r.at.Add(-time.Second), until); len(lines) > 0 {
-			ls.details = append(ls.details, fmt.Sprintf("worker %s's engine logged: %s", w, strings.Join(lines, ", ")))
-		}
-		for _, t := range l.leaseLost[w] {
-			if !t.Before(r.at.Add(-2*l.lease)) && !t.After(until.Add(2*l.lease)) {
-				ls.details = append(ls.details, fmt.Sprintf("%s: worker %s's Redis store reported a lease it held as lost", l.rel(t), w))
-			}
-		}
-	}
+	l.evidence(ls, r, q, seenAt)
 
-	explained := func(cause string) { ls.explained, ls.cause = true, cause }
+	explained := func(format string, args ...any) { ls.explained, ls.cause = true, fmt.Sprintf(format, args...) }
 	if r.dropped {
-		explained(fmt.Sprintf("the server rotated pair %v but an injected fault (%s) replaced its answer: worker %s never saw pair %v",
-			p, faultName(r.fault), R, q))
+		explained("the server rotated pair %v but an injected fault (%s) replaced its answer: worker %s never saw pair %v",
+			p, faultName(r.fault), R, q)
 		return
+	}
+	// Did the lock keep the two refreshes apart? If the receiver and the
+	// sender of the old pair held it at the same time, only a freeze past
+	// a lease excuses that.
+	if ls.kind == lostByReuse && Y != R {
+		rs, rok := l.section(R, r.at)
+		ys, yok := l.section(Y, until)
+		if rok && yok && rs.overlaps(ys) {
+			for _, c := range []struct {
+				w   string
+				sec span
+			}{{R, rs}, {Y, ys}} {
+				if f, ok := l.longStop(c.w, c.sec); ok {
+					explained("workers %s and %s held the lock at the same time: worker %s was frozen %.1fs (SIGSTOP at %s) while holding it, past its %v Redis lease",
+						R, Y, c.w, f.to.Sub(f.from).Seconds(), l.rel(f.from), l.lease)
+					return
+				}
+			}
+			for _, c := range []struct {
+				w   string
+				sec span
+			}{{R, rs}, {Y, ys}} {
+				if t, ok := l.leaseLostIn(c.w, c.sec); ok {
+					explained("workers %s and %s held the lock at the same time: worker %s held it for %v without being frozen and its %v Redis lease expired (reported lost at %s): the loaded machine did not run it for longer than the lease",
+						R, Y, c.w, c.sec.length().Round(time.Millisecond), l.lease, l.rel(t))
+					return
+				}
+			}
+			ls.cause = fmt.Sprintf("workers %s and %s held the store's lock at the same time (from %s and %s), neither was frozen and no lease was lost: the lock did not exclude",
+				R, Y, l.rel(rs.from), l.rel(ys.from))
+			return
+		}
 	}
 	if before(seenAt, until) {
 		// The new pair was out; presenting the old one was stale.
 		if Y == R {
 			ls.cause = fmt.Sprintf("worker %s presented pair %v again after its own new pair %v had reached the store", R, p, q)
-			return
+		} else {
+			ls.cause = fmt.Sprintf("worker %s presented pair %v although pair %v had reached the store at %s", Y, p, q, l.rel(seenAt))
 		}
-		if s, ok := l.frozenReader(Y, p, r, until); ok {
-			explained(fmt.Sprintf("worker %s read pair %v, was frozen %.1fs (SIGSTOP from %s) past its %v Redis lease, and sent it after worker %s had rotated it",
-				Y, p, s.to.Sub(s.from).Seconds(), l.rel(s.from), l.lease, R))
-			return
-		}
-		ls.cause = fmt.Sprintf("worker %s presented pair %v although pair %v had reached the store at %s", Y, p, q, l.rel(seenAt))
 		return
 	}
 	if ls.kind == lostByReuse && Y == R {
@@ -528,36 +682,23 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 		}
 		return
 	}
-	if k, ok := l.killed[R]; ok && !k.After(until) && !before(seenAt, k) {
-		explained(fmt.Sprintf("worker %s was SIGKILLed at %s, %s after the rotation, before pair %v reached the store",
-			R, l.rel(k), k.Sub(r.at).Round(time.Millisecond), q))
+	if k, ok := l.killed[R]; ok && !k.After(until) {
+		explained("worker %s was SIGKILLed at %s, %s after the rotation, before pair %v reached the store",
+			R, l.rel(k), k.Sub(r.at).Round(time.Millisecond), q)
 		return
 	}
 	if c, ok := l.crashed[R]; ok && !c.After(until) {
 		ls.cause = fmt.Sprintf("worker %s crashed at %s holding pair %v, before it reached the store", R, l.rel(c), q)
 		return
 	}
-	if s, ok := l.longStop(R, r.at, until); ok {
-		explained(fmt.Sprintf("worker %s was frozen %.1fs (SIGSTOP from %s) past its %v Redis lease between the rotation and its save",
-			R, s.to.Sub(s.from).Seconds(), l.rel(s.from), l.lease))
-		return
-	}
 	if ls.kind == lostByReuse {
-		if s, ok := l.frozenReader(Y, p, r, until); ok {
-			explained(fmt.Sprintf("worker %s read pair %v, was frozen %.1fs (SIGSTOP from %s) past its %v Redis lease, and sent it after worker %s had rotated it",
-				Y, p, s.to.Sub(s.from).Seconds(), l.rel(s.from), l.lease, R))
-			return
-		}
-		ls.cause = fmt.Sprintf("pair %v, received by worker %s (alive, not frozen past a lease), had not reached the store when worker %s presented pair %v again",
+		ls.cause = fmt.Sprintf("pair %v, received by worker %s (alive), had not reached the store when worker %s presented pair %v again",
 			q, R, Y, p)
-		readAfter := false
-		if t, ok := l.lastLoad[Y][p]; ok && t.After(r.at) {
-			readAfter = true
-		}
+		t, ok := l.lastLoad[Y][p]
 		switch {
 		case l.hasLog(R, r.at, until, logPanicked):
 			ls.pattern = patternA
-		case readAfter && l.hasLog(R, r.at.Add(-time.Second), until, logSaveFailed):
+		case ok && t.After(r.at) && l.hasLog(R, r.at.Add(-time.Second), until, logSaveFailed):
 			ls.pattern = patternB
 		}
 		return
@@ -569,15 +710,46 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 	}
 }
 
-// frozenReader reports whether worker y read p from the store before it was
-// rotated (r) and was then frozen long enough to lose its lease, before
-// presenting p again (until).
-func (l *ledger) frozenReader(y string, p pair, r *rotation, until time.Time) (span, bool) {
-	t, ok := l.lastLoad[y][p]
-	if !ok || !t.Before(r.at) {
-		return span{}, false
+// evidence lists what the ledger knows of the loss. Called with mu held.
+func (l *ledger) evidence(ls *loss, r *rotation, q pair, seenAt time.Time) {
+	R, Y, p, until := r.worker, ls.reuser, r.from, ls.at
+	add := func(format string, args ...any) { ls.details = append(ls.details, fmt.Sprintf(format, args...)) }
+	add("%s: worker %s spent pair %v and was issued pair %v", l.rel(r.at), R, p, q)
+	if ls.kind == lostByReuse {
+		add("%s: worker %s presented pair %v again; the server revoked grant %d", l.rel(ls.at), Y, p, p.grant)
+	} else {
+		add("end: the store held pair %v; pair %v or later never reached it", p, q)
 	}
-	return l.longStop(y, t, until)
+	if before(seenAt, until) {
+		add("%s: pair %v (or later) reached the store or another worker", l.rel(seenAt), q)
+	}
+	for _, w := range uniq(R, Y) {
+		at := r.at
+		if w == Y && w != R {
+			at = until
+		}
+		if sec, ok := l.section(w, at); ok {
+			add("worker %s held the lock from %s to %s", w, l.rel(sec.from), l.rel(sec.to))
+		}
+	}
+	if t, ok := l.lastLoad[Y][p]; ok && Y != "" {
+		add("%s: worker %s last read pair %v from the store", l.rel(t), Y, p)
+	}
+	for _, w := range uniq(R, Y) {
+		if lines := l.logsBetween(w, r.at.Add(-time.Second), until); len(lines) > 0 {
+			add("worker %s's engine logged: %s", w, strings.Join(lines, ", "))
+		}
+		for _, t := range l.leaseLost[w] {
+			if !t.Before(r.at.Add(-2*l.lease)) && !t.After(until.Add(2*l.lease)) {
+				add("%s: worker %s's Redis store reported a lease it held as lost", l.rel(t), w)
+			}
+		}
+		for _, s := range l.stops[w] {
+			if s.to.After(r.at.Add(-5*time.Second)) && s.from.Before(until) {
+				add("worker %s was frozen from %s to %s", w, l.rel(s.from), l.rel(s.to))
+			}
+		}
+	}
 }
 
 func uniq(a, b string) []string {

@@ -129,9 +129,18 @@ func TestStorePanicOtherWorker(t *testing.T) {
 	check(t, tl.only(pair{1, 0}), false, "had not reached the store", patternA)
 }
 
-// TestFrozenReceiver: with a lease, a receiver frozen long enough to lose
-// it before saving explains the loss; a short freeze, or a store without
-// leases, does not.
+// hold records that w held the store's lock from one offset to another
+// (-1: never released).
+func (tl *timeline) hold(w string, fromMS, toMS int) {
+	tl.l.locked(w, tl.at(fromMS), false)
+	if toMS >= 0 {
+		tl.l.locked(w, tl.at(toMS), true)
+	}
+}
+
+// TestFrozenReceiver: with a lease, a receiver frozen past it while holding
+// the lock lets another worker in, which explains the loss; a short
+// freeze, or a store without leases, does not.
 func TestFrozenReceiver(t *testing.T) {
 	for _, c := range []struct {
 		lease     time.Duration
@@ -144,8 +153,10 @@ func TestFrozenReceiver(t *testing.T) {
 		{0, 5000, false},
 	} {
 		tl := newTimeline(t, c.lease)
+		tl.hold("1.1", 90, 2200)
 		tl.rotate(100, "1.1", 0, false)
 		tl.l.stop("1.1", tl.at(110), tl.at(110+c.freezeMS))
+		tl.hold("2.1", 1800, 1950)
 		tl.load(1900, "2.1", 0)
 		tl.reuse(1910, "2.1", 0)
 		ls := tl.only(pair{1, 0})
@@ -155,24 +166,73 @@ func TestFrozenReceiver(t *testing.T) {
 	}
 }
 
-// TestFrozenSender: the worker that presents the old pair read it before
-// the rotation and was frozen past its lease in between.
+// TestFrozenSender: the worker that presents the old pair read it under the
+// lock before the rotation and was frozen past its lease in between, so the
+// receiver could take the lock too.
 func TestFrozenSender(t *testing.T) {
 	tl := newTimeline(t, 1500*time.Millisecond)
+	tl.hold("2.1", 40, 2200)
 	tl.load(50, "2.1", 0)
 	tl.l.stop("2.1", tl.at(60), tl.at(2100))
+	tl.hold("1.1", 1600, 1750)
 	tl.rotate(1700, "1.1", 0, false)
 	tl.save(1720, 1)
 	tl.reuse(2110, "2.1", 0)
-	check(t, tl.only(pair{1, 0}), true, "and sent it after worker 1.1 had rotated it", "")
+	check(t, tl.only(pair{1, 0}), true, "worker 2.1 was frozen 2.0s", "")
 
-	// Read after the rotation: the freeze explains nothing.
+	// Frozen, but not holding the lock: the lock kept them apart, and
+	// the freeze explains nothing.
 	tl = newTimeline(t, 1500*time.Millisecond)
+	tl.hold("1.1", 5, 20)
 	tl.rotate(10, "1.1", 0, false)
-	tl.load(50, "2.1", 0)
-	tl.l.stop("2.1", tl.at(60), tl.at(2100))
+	tl.l.engineLog("1.1", tl.at(12), logSaveFailed)
+	tl.l.stop("2.1", tl.at(30), tl.at(2000))
+	tl.hold("2.1", 2050, 2200)
+	tl.load(2060, "2.1", 0)
 	tl.reuse(2110, "2.1", 0)
-	check(t, tl.only(pair{1, 0}), false, "had not reached the store", "")
+	check(t, tl.only(pair{1, 0}), false, "had not reached the store", patternB)
+}
+
+// TestLockOverlap: two workers inside the lock at once with no freeze is a
+// fault of the lock, on any store.
+func TestLockOverlap(t *testing.T) {
+	for _, lease := range []time.Duration{0, 1500 * time.Millisecond} {
+		tl := newTimeline(t, lease)
+		tl.hold("1.1", 0, 300)
+		tl.hold("2.1", 100, 400)
+		tl.load(110, "2.1", 0)
+		tl.rotate(200, "1.1", 0, false)
+		tl.save(210, 1)
+		tl.reuse(350, "2.1", 0)
+		check(t, tl.only(pair{1, 0}), false, "the lock did not exclude", "")
+	}
+}
+
+// TestLeaseLostUnderLoad: an overlap without a freeze is explained on a
+// lease store only if the store reported the lease lost.
+func TestLeaseLostUnderLoad(t *testing.T) {
+	tl := newTimeline(t, 1500*time.Millisecond)
+	tl.hold("2.1", 0, 1900)
+	tl.hold("1.1", 1600, 1700)
+	tl.rotate(1650, "1.1", 0, false)
+	tl.save(1660, 1)
+	tl.load(1880, "2.1", 0) // stamped late: it was not running
+	tl.reuse(1890, "2.1", 0)
+	tl.l.lostLease("2.1", tl.at(1901))
+	check(t, tl.only(pair{1, 0}), true, "without being frozen", "")
+}
+
+// TestKilledHolder: a holder killed with the lock is not inside it
+// afterwards (the kernel or the lease releases it).
+func TestKilledHolder(t *testing.T) {
+	tl := newTimeline(t, 1500*time.Millisecond)
+	tl.hold("1.1", 90, -1)
+	tl.rotate(100, "1.1", 0, false)
+	tl.l.kill("1.1", tl.at(150))
+	tl.hold("2.1", 1700, 1800)
+	tl.load(1710, "2.1", 0)
+	tl.reuse(1720, "2.1", 0)
+	check(t, tl.only(pair{1, 0}), true, "SIGKILLed", "")
 }
 
 func TestStrandedAtTheEnd(t *testing.T) {

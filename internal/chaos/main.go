@@ -46,11 +46,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,11 +79,13 @@ type options struct {
 	killEvery   time.Duration
 	freezeEvery time.Duration
 	maxFreeze   time.Duration
+	targeted    float64
 	lease       time.Duration
 	redisAddr   string
 	postgresURL string
 	race        bool
 	verbose     bool
+	trace       string
 }
 
 func envOr(k, def string) string {
@@ -113,11 +117,13 @@ func main() {
 	flag.DurationVar(&o.killEvery, "kill-every", 12*time.Second, "mean time between two SIGKILLs of a random worker; 0: none")
 	flag.DurationVar(&o.freezeEvery, "freeze-every", 10*time.Second, "mean time between two SIGSTOPs of a random worker; 0: none")
 	flag.DurationVar(&o.maxFreeze, "max-freeze", 4*time.Second, "longest SIGSTOP")
+	flag.Float64Var(&o.targeted, "targeted", 0.5, "share of kills and freezes that wait for the worker to take the store's lock and hit it then")
 	flag.DurationVar(&o.lease, "lease", 1500*time.Millisecond, "Redis lock lease (redisstore LockTTL), short so that a freeze can outlast it")
 	flag.StringVar(&o.redisAddr, "redis", envOr("REFRESH_TEST_REDIS", "127.0.0.1:6379"), "Redis address")
 	flag.StringVar(&o.postgresURL, "postgres", envOr("REFRESH_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL connection string")
 	flag.BoolVar(&o.race, "race", false, "build the workers with the race detector (needs the go command; run from this module)")
 	flag.BoolVar(&o.verbose, "v", false, "print events as they happen")
+	flag.StringVar(&o.trace, "trace", "", "write the whole timeline (every token request, store read and write, lock, engine warning, kill, freeze) to this file; with several stores, to FILE.<store>")
 	flag.Parse()
 
 	usage := func(msg string) {
@@ -143,8 +149,9 @@ func main() {
 		usage("-lifetime must be whole seconds, at least 1s")
 	case !(o.storeRate >= 0 && o.storeRate <= 0.2) || !(o.serverRate >= 0 && o.serverRate <= 1):
 		usage("need 0 <= -store-rate <= 0.2 and 0 <= -server-rate <= 1")
-	case o.killEvery < 0 || o.freezeEvery < 0 || o.maxFreeze < 300*time.Millisecond || o.lease < 100*time.Millisecond:
-		usage("need -kill-every, -freeze-every >= 0, -max-freeze >= 300ms, -lease >= 100ms")
+	case o.killEvery < 0 || o.freezeEvery < 0 || o.maxFreeze < 300*time.Millisecond || o.lease < 100*time.Millisecond ||
+		!(o.targeted >= 0 && o.targeted <= 1):
+		usage("need -kill-every, -freeze-every >= 0, -max-freeze >= 300ms, -lease >= 100ms, 0 <= -targeted <= 1")
 	}
 	os.Exit(run(o))
 }
@@ -153,6 +160,16 @@ func main() {
 func run(o options) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-aborted:
+			cancel()
+		case <-ctx.Done():
+		}
+		stop() // a second Ctrl-C ends the process at once
+	}()
 	exe, cleanup, err := workerBinary(ctx, o.race)
 	defer cleanup()
 	if err != nil {
@@ -164,10 +181,43 @@ func run(o options) int {
 		st := soak(ctx, o, kind, exe)
 		status = max(status, st)
 		if ctx.Err() != nil {
-			return 130
+			break
 		}
 	}
+	select {
+	case <-aborted:
+		fmt.Fprintln(os.Stderr, "chaos: internal error, soak abandoned:", abortMsg)
+		return 2
+	default:
+	}
+	if ctx.Err() != nil {
+		return 130
+	}
 	return status
+}
+
+// A panic in the orchestrator (a bug of the soak, not of the library)
+// must not skip the cleanup: guarded goroutines report it here, and the
+// soak stops as if interrupted.
+var (
+	aborted   = make(chan struct{})
+	abortOnce sync.Once
+	abortMsg  string
+)
+
+// guarded returns f, made to turn a panic into an abort of the soak.
+func guarded(f func()) func() {
+	return func() {
+		defer func() {
+			if r := recover(); r != nil {
+				abortOnce.Do(func() {
+					abortMsg = fmt.Sprintf("%v\n%s", r, debug.Stack())
+					close(aborted)
+				})
+			}
+		}()
+		f()
+	}
 }
 
 // workerBinary returns the program to start as workers: this one, or a
@@ -225,6 +275,7 @@ func soak(ctx context.Context, o options, kind, exe string) int {
 
 	start := time.Now()
 	led := newLedger(start, sp.lease())
+	led.tracing = o.trace != ""
 	srv := refreshtest.NewServer(refreshtest.Options{
 		Lifetime:               o.lifetime,
 		OneAccessTokenPerGrant: o.oneAccess,
@@ -251,21 +302,25 @@ func soak(ctx context.Context, o options, kind, exe string) int {
 	phaseCount := map[string]int{}
 	var wg sync.WaitGroup
 	rng := func(stream uint64) *rand.Rand { return rand.New(rand.NewPCG(o.seed, stream)) }
-	wg.Go(func() {
-		runPhases(chaosCtx, srv, serverPhases(o.serverKinds, o.serverRate), rng(1), fl.logf, phaseCount)
-	})
+	wg.Go(guarded(func() {
+		log := func(format string, args ...any) {
+			fl.logf(format, args...)
+			led.trace(time.Now(), "orchestrator: "+format, args...)
+		}
+		runPhases(chaosCtx, srv, serverPhases(o.serverKinds, o.serverRate), rng(1), log, phaseCount)
+	}))
 	if o.killEvery > 0 {
-		wg.Go(func() { runKills(chaosCtx, fl, o.killEvery, rng(2)) })
+		wg.Go(guarded(func() { runKills(chaosCtx, fl, o.killEvery, o.targeted, rng(2)) }))
 	}
 	if o.freezeEvery > 0 {
-		wg.Go(func() { runFreezes(chaosCtx, fl, o.freezeEvery, o.maxFreeze, rng(3)) })
+		wg.Go(guarded(func() { runFreezes(chaosCtx, fl, o.freezeEvery, o.maxFreeze, o.targeted, rng(3)) }))
 	}
 	var watchers sync.WaitGroup
 	watchCtx, endWatch := context.WithCancel(context.Background())
 	defer endWatch()
-	watchers.Go(func() { pollStore(watchCtx, store, led) })
-	watchers.Go(func() { relogins(watchCtx, srv, store, led, fl.logf) })
-	watchers.Go(func() { monitor(chaosCtx, fl, srv, led) })
+	watchers.Go(guarded(func() { pollStore(watchCtx, store, led) }))
+	watchers.Go(guarded(func() { relogins(watchCtx, srv, store, led, fl.logf) }))
+	watchers.Go(guarded(func() { monitor(chaosCtx, fl, srv, led) }))
 
 	<-runCtx.Done()
 	endChaos()
@@ -287,8 +342,29 @@ func soak(ctx context.Context, o options, kind, exe string) int {
 		return 130
 	}
 	v := led.finish(final, finalOK)
+	if o.trace != "" {
+		name := o.trace
+		if len(o.stores) > 1 {
+			name += "." + kind
+		}
+		if err := writeFile(name, led.writeTrace); err != nil {
+			fmt.Fprintf(os.Stderr, "chaos: %s: trace: %v\n", kind, err)
+		}
+	}
 	return printSummary(os.Stdout, summaryInput{o: o, sp: sp, start: start, end: time.Now(), led: led, fl: fl,
 		stats: srv.Stats(), v: v, phases: phaseCount})
+}
+
+func writeFile(name string, write func(io.Writer) error) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // loginAgain starts a new grant, as a user logging in does, and saves it
@@ -337,6 +413,7 @@ func relogins(ctx context.Context, srv *refreshtest.Server, store refresh.TokenS
 // pollStore reads the store often, so that the ledger knows which pair
 // reached it even when a worker was killed before it could say so.
 func pollStore(ctx context.Context, store refresh.TokenStore, led *ledger) {
+	var last pair
 	for sleep(ctx, 25*time.Millisecond) {
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		tok, err := store.Load(lctx, refresh.DefaultKey)
@@ -344,6 +421,10 @@ func pollStore(ctx context.Context, store refresh.TokenStore, led *ledger) {
 		if err == nil {
 			if p, ok := parsePair(tok.RefreshToken); ok {
 				led.stored(p, time.Now())
+				if p != last {
+					led.trace(time.Now(), "orchestrator: the store holds %v", p)
+					last = p
+				}
 			}
 		}
 	}
@@ -371,7 +452,8 @@ func monitor(ctx context.Context, fl *fleet, srv *refreshtest.Server, led *ledge
 }
 
 // settle waits until the store holds the newest pair of the current
-// lineage, or for at most limit, and returns what it holds.
+// lineage, no worker holds the lock and no rotation happened for a
+// second, or for at most limit; it returns what the store holds.
 func settle(ctx context.Context, store refresh.TokenStore, led *ledger, limit time.Duration) (pair, bool) {
 	deadline := time.Now().Add(limit)
 	for {
@@ -387,8 +469,9 @@ func settle(ctx context.Context, store refresh.TokenStore, led *ledger, limit ti
 			ok = false
 		}
 		g := led.currentGrant()
-		newest, _ := led.progressOf(g)
-		if ok && p == (pair{g, newest}) || time.Now().After(deadline) || ctx.Err() != nil {
+		newest, last := led.progressOf(g)
+		quiet := ok && p == (pair{g, newest}) && !led.holding() && time.Since(last) > time.Second
+		if quiet || time.Now().After(deadline) || ctx.Err() != nil {
 			return p, ok
 		}
 		time.Sleep(100 * time.Millisecond)

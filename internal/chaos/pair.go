@@ -45,5 +45,5 @@ func rel(start, t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return fmt.Sprintf("+%.2fs", t.Sub(start).Seconds())
+	return fmt.Sprintf("+%.3fs", t.Sub(start).Seconds())
 }

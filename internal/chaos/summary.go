@@ -177,10 +177,10 @@ func explanationKind(cause string) string {
 		return "answer dropped by a fault"
 	case strings.Contains(cause, "SIGKILL"):
 		return "receiver killed"
-	case strings.Contains(cause, "between the rotation and its save"):
-		return "receiver frozen past its lease"
-	case strings.Contains(cause, "and sent it after"):
-		return "sender frozen past its lease"
+	case strings.Contains(cause, "was frozen"):
+		return "holder frozen past its lease"
+	case strings.Contains(cause, "without being frozen"):
+		return "lease expired under load (no freeze; consider a longer -lease)"
 	}
 	return "other"
 }

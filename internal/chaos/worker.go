@@ -37,6 +37,8 @@ import (
 //	P <progress JSON>      every 500 ms, and a last one with "final": true
 //	L <grant> <n> <time>   a Load of the real store returned this token
 //	S <grant> <n> <time>   a Save or CompareAndSwap of it committed
+//	K <time>               the real store's Lock returned the lock
+//	U <time>               its unlock was called
 //	E <time> <message>     the engine logged a warning or an error
 //	Q <time>               redisstore reported a lease lost while held
 //
@@ -88,13 +90,43 @@ func (o *out) line(format string, args ...any) {
 // them. It sits below the fault injection.
 type observed struct {
 	sharedStore
-	out *out
+	out  *out
+	held atomic.Int32 // locks held now
+}
+
+// idle waits until this process has held no lock for a moment, or limit
+// passed: no refresh is between the token endpoint and its save.
+func (s *observed) idle(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	quiet := 0
+	for quiet < 10 && time.Now().Before(deadline) {
+		if s.held.Load() == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (s *observed) report(kind string, tok *oauth2.Token) {
 	if p, ok := parsePair(tok.RefreshToken); ok {
 		s.out.line("%s %d %d %d", kind, p.grant, p.n, time.Now().UnixNano())
 	}
+}
+
+func (s *observed) Lock(ctx context.Context, key string) (func(), error) {
+	unlock, err := s.sharedStore.Lock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	s.held.Add(1)
+	s.out.line("K %d", time.Now().UnixNano())
+	return func() {
+		s.out.line("U %d", time.Now().UnixNano())
+		unlock()
+		s.held.Add(-1)
+	}, nil
 }
 
 func (s *observed) Load(ctx context.Context, key string) (*oauth2.Token, error) {
@@ -183,8 +215,9 @@ func workerMain(specJSON string) int {
 	var faults storetest.Faults
 	faults.SetRandom(sp.Faults)
 	tap := &logTap{out: o, n: map[string]int64{}}
+	obs := &observed{sharedStore: real, out: o}
 	eng, err := refresh.New(refresh.Config{
-		Store: faults.Wrap(&observed{sharedStore: real, out: o}),
+		Store: faults.Wrap(obs),
 		Endpoint: &refresh.FormEndpoint{
 			TokenURL:     sp.TokenURL,
 			ClientID:     refreshtest.DefaultClientID,
@@ -239,6 +272,11 @@ func workerMain(specJSON string) int {
 	}
 	stopTraffic()
 	wg.Wait() // bounded by the client's timeout
+	// A refresh runs detached from the request that started it and may
+	// still be between the token endpoint and its save: closing the store
+	// under it would lose the new token. The engine offers no way to wait
+	// for it; the lock it holds tells.
+	obs.idle(30 * time.Second)
 	tr.CloseIdleConnections()
 	report(true)
 	return 0
