@@ -641,25 +641,9 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 		rs, rok := l.section(R, r.at)
 		ys, yok := l.section(Y, until)
 		if rok && yok && rs.overlaps(ys) {
-			for _, c := range []struct {
-				w   string
-				sec span
-			}{{R, rs}, {Y, ys}} {
-				if f, ok := l.longStop(c.w, c.sec); ok {
-					explained("workers %s and %s held the lock at the same time: worker %s was frozen %.1fs (SIGSTOP at %s) while holding it, past its %v Redis lease",
-						R, Y, c.w, f.to.Sub(f.from).Seconds(), l.rel(f.from), l.lease)
-					return
-				}
-			}
-			for _, c := range []struct {
-				w   string
-				sec span
-			}{{R, rs}, {Y, ys}} {
-				if t, ok := l.leaseLostIn(c.w, c.sec); ok {
-					explained("workers %s and %s held the lock at the same time: worker %s held it for %v without being frozen and its %v Redis lease expired (reported lost at %s): the loaded machine did not run it for longer than the lease",
-						R, Y, c.w, c.sec.length().Round(time.Millisecond), l.lease, l.rel(t))
-					return
-				}
+			if why, ok := l.excuseOverlap([]holder{{R, rs}, {Y, ys}}); ok {
+				explained("workers %s and %s held the lock at the same time: %s", R, Y, why)
+				return
 			}
 			ls.cause = fmt.Sprintf("workers %s and %s held the store's lock at the same time (from %s and %s), neither was frozen and no lease was lost: the lock did not exclude",
 				R, Y, l.rel(rs.from), l.rel(ys.from))
@@ -708,6 +692,30 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 	if l.hasLog(R, r.at.Add(-time.Second), end, logSaveFailed) {
 		ls.pattern = "a failed save was not made good before the worker stopped"
 	}
+}
+
+// holder is a worker and the time it held the lock.
+type holder struct {
+	w   string
+	sec span
+}
+
+// excuseOverlap says why holders held the lock at once, if a lease that
+// ran out does: a freeze past it (first), or a loss the store reported.
+func (l *ledger) excuseOverlap(holders []holder) (string, bool) {
+	for _, h := range holders {
+		if f, ok := l.longStop(h.w, h.sec); ok {
+			return fmt.Sprintf("worker %s was frozen %.1fs (SIGSTOP at %s) while holding it, past its %v Redis lease",
+				h.w, f.to.Sub(f.from).Seconds(), l.rel(f.from), l.lease), true
+		}
+	}
+	for _, h := range holders {
+		if t, ok := l.leaseLostIn(h.w, h.sec); ok {
+			return fmt.Sprintf("worker %s held it for %v without being frozen and its %v Redis lease expired (reported lost at %s): the loaded machine did not run it for longer than the lease",
+				h.w, h.sec.length().Round(time.Millisecond), l.lease, l.rel(t)), true
+		}
+	}
+	return "", false
 }
 
 // evidence lists what the ledger knows of the loss. Called with mu held.
