@@ -79,8 +79,12 @@ func (c *capBuffer) String() string {
 }
 
 // excerpt returns the interesting start of a worker's stderr: from the
-// first panic, fatal error or race report, a few lines.
+// first panic, fatal error or race report, a few lines; for a goroutine
+// dump (SIGQUIT), one line per goroutine that runs code of this project.
 func excerpt(stderr string) string {
+	if strings.HasPrefix(stderr, "SIGQUIT") {
+		return goroutines(stderr)
+	}
 	lines := strings.Split(redact(stderr), "\n")
 	start := 0
 	for i, l := range lines {
@@ -94,6 +98,29 @@ func excerpt(stderr string) string {
 	return strings.TrimRight(strings.Join(lines, "\n"), "\n")
 }
 
+// goroutines summarizes a goroutine dump: each goroutine's header and its
+// innermost frame in this project's code.
+func goroutines(dump string) string {
+	var out []string
+	for _, block := range strings.Split(redact(dump), "\n\n") {
+		head, rest, _ := strings.Cut(block, "\n")
+		if !strings.HasPrefix(head, "goroutine ") {
+			continue
+		}
+		for _, l := range strings.Split(rest, "\n") {
+			if strings.HasPrefix(l, "github.com/oauthkit/refresh") || strings.HasPrefix(l, "main.") {
+				name := l[:max(strings.LastIndex(l, "("), 0)] // without its arguments
+				out = append(out, strings.TrimSuffix(head, ":")+" in "+name)
+				break
+			}
+		}
+	}
+	if len(out) > excerptLines {
+		out = append(out[:excerptLines], fmt.Sprintf("… %d more", len(out)-excerptLines))
+	}
+	return strings.Join(out, "\n")
+}
+
 // incident is a crash, a hang or a stuck worker: each is a failure of the
 // soak.
 type incident struct {
@@ -102,6 +129,7 @@ type incident struct {
 	at      time.Time
 	what    string
 	excerpt string
+	stderr  string // all of it (up to stderrKeep), redacted
 }
 
 // fleet runs the worker processes.
@@ -294,7 +322,7 @@ func (f *fleet) exit(p *proc, err error) {
 			what = "exited on its own with status 0"
 		}
 		p.exitState = kind
-		f.incidents = append(f.incidents, incident{kind: kind, worker: p.id, at: now, what: what, excerpt: excerpt(stderr)})
+		f.incidents = append(f.incidents, incident{kind: kind, worker: p.id, at: now, what: what, excerpt: excerpt(stderr), stderr: redact(stderr)})
 		f.led.crash(p.id, now)
 		f.logf("worker %s: %s (%s)", p.id, kind, what)
 	}
@@ -435,7 +463,8 @@ func (f *fleet) hang(p *proc, what string) {
 			syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
 		}
 		f.mu.Lock()
-		f.incidents = append(f.incidents, incident{kind: "hang", worker: p.id, at: time.Now(), what: what, excerpt: excerpt(p.stderr.String())})
+		stderr := p.stderr.String()
+		f.incidents = append(f.incidents, incident{kind: "hang", worker: p.id, at: time.Now(), what: what, excerpt: excerpt(stderr), stderr: redact(stderr)})
 		f.mu.Unlock()
 	})
 }

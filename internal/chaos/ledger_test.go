@@ -298,3 +298,17 @@ func TestParsePairAndRedact(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestExcerpt(t *testing.T) {
+	panicked := "some log\npanic: storetest: injected panic in Lock\n\ngoroutine 7 [running]:\nmain.f()\n"
+	if got := excerpt(panicked); !strings.HasPrefix(got, "panic: storetest") {
+		t.Errorf("panic: got %q", got)
+	}
+	dump := "SIGQUIT: quit\nPC=0x1\n\ngoroutine 0 gp=0x1 m=8 [idle]:\nruntime.futex()\n\n" +
+		"goroutine 5 [select]:\nruntime.gopark()\n\t/x.go:1\nmain.(*traffic).loop(0x1)\n\t/w.go:2\n\n" +
+		"goroutine 9 [semacquire]:\nsync.(*Mutex).Lock()\ngithub.com/oauthkit/refresh.(*Engine).flight(0x2)\n"
+	want := "goroutine 5 [select] in main.(*traffic).loop\ngoroutine 9 [semacquire] in github.com/oauthkit/refresh.(*Engine).flight"
+	if got := excerpt(dump); got != want {
+		t.Errorf("dump: got\n%s\nwant\n%s", got, want)
+	}
+}

@@ -21,7 +21,9 @@
 // end), with storetest.Faults injecting errors, errors after the write,
 // panics and delays into Load, Save, CompareAndSwap, Lock and unlock. It
 // SIGKILLs workers at random and restarts them, and SIGSTOPs them for up to
-// -max-freeze (longer than the Redis lock lease of -lease, sometimes).
+// -max-freeze (longer than the Redis lock lease of -lease, sometimes); a
+// share of them (-targeted) right after the worker took the store's lock,
+// inside its critical section.
 //
 // The server reports every token request (refreshtest's OnTokenRequest):
 // which worker received each rotation, which answers a fault dropped. The
@@ -29,9 +31,11 @@
 // warnings. When a family is lost the orchestrator logs the user in again
 // (a new grant, saved in the store), as a user would, and the soak goes on.
 // At the end each loss is explained (the answer was dropped; the worker
-// that received it was killed before it reached the store; it, or the
-// worker that sent the old token, was frozen past its Redis lease) or
-// counted as a library fault; see ledger.go for the rules.
+// that received it was killed before it reached the store; it and the
+// worker that sent the old token held a Redis lock at once because one was
+// frozen past its lease) or counted as a library fault, with the evidence
+// and, where it fits, the known pattern; see ledger.go for the rules.
+// -trace writes the whole timeline, which tells each story step by step.
 //
 // The exit status is 1 if any loss or reuse is not explained, a worker
 // crashed (a panic that escaped the library: workers recover nothing), hung,
@@ -52,6 +56,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -123,7 +128,7 @@ func main() {
 	flag.StringVar(&o.postgresURL, "postgres", envOr("REFRESH_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL connection string")
 	flag.BoolVar(&o.race, "race", false, "build the workers with the race detector (needs the go command; run from this module)")
 	flag.BoolVar(&o.verbose, "v", false, "print events as they happen")
-	flag.StringVar(&o.trace, "trace", "", "write the whole timeline (every token request, store read and write, lock, engine warning, kill, freeze) to this file; with several stores, to FILE.<store>")
+	flag.StringVar(&o.trace, "trace", "", "write the whole timeline (every token request, store read and write, lock, engine warning, kill, freeze) to this file, with several stores to FILE.<store>, and the stderr of each crashed or hung worker next to it")
 	flag.Parse()
 
 	usage := func(msg string) {
@@ -267,6 +272,18 @@ func soak(ctx context.Context, o options, kind, exe string) int {
 	if err != nil {
 		return fail(err)
 	}
+	// Every step below is bounded; if the soak itself hangs all the same
+	// (a bug of its own), give up loudly: print where, remove the store,
+	// exit (the kernel then kills the workers, see sysProcAttr).
+	watchdog := time.AfterFunc(o.duration+watchdogSlack, func() {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "chaos: %s: the soak itself hangs; goroutines:\n%s\n", kind, buf[:runtime.Stack(buf, true)])
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		sp.remove(rctx)
+		os.Exit(1)
+	})
+	defer watchdog.Stop()
 	store, closeStore, err := sp.open(setupCtx, nil)
 	if err != nil {
 		return fail(err)
@@ -350,6 +367,19 @@ func soak(ctx context.Context, o options, kind, exe string) int {
 		if err := writeFile(name, led.writeTrace); err != nil {
 			fmt.Fprintf(os.Stderr, "chaos: %s: trace: %v\n", kind, err)
 		}
+		_, incidents, _, _ := fl.totals()
+		for i, inc := range incidents {
+			if inc.stderr == "" {
+				continue
+			}
+			err := writeFile(fmt.Sprintf("%s.%d-%s-%s.stderr", name, i+1, inc.kind, inc.worker), func(w io.Writer) error {
+				_, err := io.WriteString(w, inc.stderr)
+				return err
+			})
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "chaos: %s: trace: %v\n", kind, err)
+			}
+		}
 	}
 	return printSummary(os.Stdout, summaryInput{o: o, sp: sp, start: start, end: time.Now(), led: led, fl: fl,
 		stats: srv.Stats(), v: v, phases: phaseCount})
@@ -366,6 +396,10 @@ func writeFile(name string, write func(io.Writer) error) error {
 	}
 	return f.Close()
 }
+
+// watchdogSlack is how much longer than -duration a soak may take: the
+// workers' start, the drain, their exit, the store's removal.
+const watchdogSlack = 5 * time.Minute
 
 // loginAgain starts a new grant, as a user logging in does, and saves it
 // in the shared store, where the workers will find it.
