@@ -667,8 +667,11 @@ func (l *ledger) explain(ls *loss, end time.Time) {
 		return
 	}
 	if k, ok := l.killed[R]; ok && !k.After(until) {
-		explained("worker %s was SIGKILLed at %s, %s after the rotation, before pair %v reached the store",
-			R, l.rel(k), k.Sub(r.at).Round(time.Millisecond), q)
+		when := fmt.Sprintf("%s after the rotation, before pair %v reached the store", k.Sub(r.at).Round(time.Millisecond), q)
+		if k.Before(r.at) {
+			when = fmt.Sprintf("while its refresh was at the server (%s before the rotation)", r.at.Sub(k).Round(time.Millisecond))
+		}
+		explained("worker %s was SIGKILLed at %s, %s", R, l.rel(k), when)
 		return
 	}
 	if c, ok := l.crashed[R]; ok && !c.After(until) {
