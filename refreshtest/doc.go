@@ -62,6 +62,16 @@
 // [Server.RevokeGrants] (the user revoked the application) and
 // [Server.Revoke] (one token).
 //
+// # Observing the token endpoint
+//
+// Options.OnTokenRequest receives a [TokenEvent] for every token request:
+// granted, reused, refused or faulted, which grant and pair it presented
+// and which pair it got, whether it revoked its grant, whether a fault
+// dropped its answer, and the request's headers, so that a test with many
+// clients (many processes, even) can tell which of them received each
+// rotation and account for every lost token family. Events name tokens by
+// grant and pair number, never by value.
+//
 // # Counters and determinism
 //
 // All state is behind one mutex and every counter in [Stats] is exact,

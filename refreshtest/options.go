@@ -195,6 +195,15 @@ type Options struct {
 	// [Server.SetFaults]. Optional.
 	Faults Faults
 
+	// OnTokenRequest, if set, is called once for every request to the
+	// token endpoint (each one Stats.TokenRequests counts, except those
+	// abandoned by Close) with what the server did with it, after the
+	// server decided and before the answer is written. It runs on the request's goroutine, outside the server's
+	// lock, so it may call the Server's methods; calls for concurrent
+	// requests may overlap and finish out of order (TokenEvent.Time
+	// orders them). The answer waits for it to return. Optional.
+	OnTokenRequest func(TokenEvent)
+
 	// Now is the server's clock, for token expiry and grace windows.
 	// Optional: nil means time.Now. Token expiries the server returns are
 	// on this clock too. Latency and other delays use real time.

@@ -56,6 +56,7 @@ type accessToken struct {
 
 type refreshToken struct {
 	g      *grant
+	n      int       // its pair number in g
 	expiry time.Time // zero: never expires
 	// spent is when the token was first used under rotation; zero while
 	// it is live. answer is what that use returned, and next the refresh
@@ -211,7 +212,7 @@ func (s *Server) issueAccess(g *grant, now time.Time) (string, *accessToken) {
 // issueRefresh makes the refresh token of g's pair number g.n, valid from
 // now. Called with mu held.
 func (s *Server) issueRefresh(g *grant, now time.Time) (string, *refreshToken) {
-	r := &refreshToken{g: g}
+	r := &refreshToken{g: g, n: g.n}
 	if s.opts.RefreshLifetime > 0 {
 		r.expiry = now.Add(s.opts.RefreshLifetime)
 	}

@@ -82,6 +82,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			s.inflight[req.rt]++
 		}
 	}
+	var ev TokenEvent
+	ev.Grant, ev.Pair = s.pairOf(req.rt)
 	s.mu.Unlock()
 	if tracked {
 		defer func() {
@@ -103,20 +105,29 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		case loser:
 			s.stats.ConcurrentLosers++
 			a = s.refusal(req, refuse("invalid_request", "Another request is refreshing this token at the same time; please retry."))
+			ev.Kind, ev.Code = TokenRefused, "invalid_request"
 		case req.err != nil:
 			a = s.refusal(req, req.err)
+			ev.Kind, ev.Code = TokenRefused, req.err.code
 		default:
-			a = s.exchange(req)
+			a = s.exchange(req, &ev)
 		}
+		ev.Time = s.opts.Now()
 		s.mu.Unlock()
 	}
 	if failing {
 		s.mu.Lock()
 		s.stats.Faults++
+		if !handled {
+			ev.Kind, ev.Time = TokenFault, s.opts.Now()
+		}
 		s.mu.Unlock()
+		ev.Dropped, ev.Fault = handled, f.Kind
+		s.notify(r, ev)
 		s.fault(w, r, f)
 		return
 	}
+	s.notify(r, ev)
 	a.write(w)
 }
 
@@ -267,45 +278,55 @@ func (s *Server) readJSON(r *http.Request, req *tokenRequest) {
 	req.err = refuse("invalid_request", "Missing refresh token.")
 }
 
-// exchange handles a well-formed refresh request. Called with mu held.
-func (s *Server) exchange(req tokenRequest) answer {
+// exchange handles a well-formed refresh request and records what it did
+// in ev. Called with mu held.
+func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 	now := s.opts.Now()
 	r := s.refresh[req.rt]
+	ev.Kind, ev.Code = TokenRefused, "invalid_grant" // unless granted below
 	switch {
 	case r == nil:
 		return s.refusal(req, refuse("invalid_grant", "The refresh token is invalid."))
 	case r.g.revoked:
 		if !r.spent.IsZero() {
 			s.stats.Reuses++
+			ev.Kind, ev.Reuse = TokenReuse, true
 		}
 		return s.refusal(req, refuse("invalid_grant", "The grant was revoked."))
 	case !r.spent.IsZero():
 		s.stats.Reuses++
+		ev.Reuse = true
 		inGrace := now.Before(r.spent.Add(s.opts.Grace))
 		switch {
 		case s.opts.Rotation == RotateGrace && inGrace && r.next.spent.IsZero():
 			s.stats.Refreshes++
+			ev.granted(r.next.n)
 			return success(r.answer)
 		case s.opts.Rotation == RotateGraceNew && inGrace:
-			a, _ := s.rotate(r, now)
+			a, next := s.rotate(r, now)
+			ev.granted(next.n)
 			return a
 		}
+		ev.Kind = TokenReuse
 		if s.opts.LenientReuse {
 			return s.refusal(req, refuse("invalid_grant", "The refresh token was already used."))
 		}
 		r.g.revoked = true
 		s.stats.FamiliesRevoked++
+		ev.Revoked = true
 		return s.refusal(req, refuse("invalid_grant", "The refresh token was already used; every token of its grant is revoked."))
 	case !r.expiry.IsZero() && !now.Before(r.expiry):
 		return s.refusal(req, refuse("invalid_grant", "The refresh token has expired."))
 	}
 	if s.opts.Rotation == RotateNever {
 		at, _ := s.issueAccess(r.g, now)
+		ev.granted(r.g.n)
 		r.g.n++
 		s.stats.Refreshes++
 		return success(s.marshal(tokenJSON{AccessToken: at}))
 	}
 	a, next := s.rotate(r, now)
+	ev.granted(next.n)
 	if r.spent.IsZero() {
 		r.spent, r.answer, r.next = now, a.body, next
 	}

@@ -1,0 +1,29 @@
+module github.com/oauthkit/refresh/internal/chaos
+
+go 1.25.0
+
+replace (
+	github.com/oauthkit/refresh => ../..
+	github.com/oauthkit/refresh/pgstore => ../../pgstore
+	github.com/oauthkit/refresh/redisstore => ../../redisstore
+)
+
+require (
+	github.com/jackc/pgx/v5 v5.12.0
+	github.com/oauthkit/refresh v0.0.0-00010101000000-000000000000
+	github.com/oauthkit/refresh/pgstore v0.0.0-00010101000000-000000000000
+	github.com/oauthkit/refresh/redisstore v0.0.0-00010101000000-000000000000
+	github.com/redis/go-redis/v9 v9.22.0
+	golang.org/x/oauth2 v0.36.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/sys v0.30.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+)

@@ -1,0 +1,117 @@
+package refreshtest
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// A TokenEventKind is what the token endpoint did with a request.
+type TokenEventKind int
+
+const (
+	// TokenGranted is a granted refresh: new tokens were issued, or a
+	// RotateGrace reuse was answered with the first answer again.
+	TokenGranted TokenEventKind = iota + 1
+	// TokenReuse is a spent refresh token presented again and refused:
+	// a reuse outside any grace window (Stats.Reuses). It revokes the
+	// grant unless Options.LenientReuse is set or the grant was revoked
+	// already; TokenEvent.Revoked tells.
+	TokenReuse
+	// TokenRefused is any other refusal; TokenEvent.Code is its OAuth
+	// error code: invalid_grant for a refresh token that is unknown,
+	// expired or of a revoked grant, invalid_request, invalid_client…
+	TokenRefused
+	// TokenFault is a request answered with an injected fault (see
+	// [Faults]) without being handled: its refresh token was not used.
+	TokenFault
+)
+
+func (k TokenEventKind) String() string {
+	switch k {
+	case TokenGranted:
+		return "TokenGranted"
+	case TokenReuse:
+		return "TokenReuse"
+	case TokenRefused:
+		return "TokenRefused"
+	case TokenFault:
+		return "TokenFault"
+	}
+	return fmt.Sprintf("TokenEventKind(%d)", int(k))
+}
+
+// A TokenEvent tells what the token endpoint did with one request, for
+// Options.OnTokenRequest: enough to follow each token family (which pair was
+// presented, which one was issued, who asked) without any token value.
+//
+// Pairs are numbered within their grant as in token values
+// ("rt-<grant>-<pair>-…"): 0 is the login's ([Server.Token]), n the pair the
+// n-th granted refresh of the grant issued.
+type TokenEvent struct {
+	Kind TokenEventKind
+
+	// Time is when the server decided, on its clock (Options.Now): after
+	// Faults.Latency, before the answer was written.
+	Time time.Time
+
+	// Grant and Pair name the refresh token the request presented. Grant
+	// is 0 (and Pair too) when the request carried no refresh token the
+	// server issued.
+	Grant, Pair int
+
+	// NewPair is the pair a granted refresh returned (with RotateNever,
+	// the new access token's; the refresh token stays). 0 unless Kind is
+	// TokenGranted.
+	NewPair int
+
+	// Reuse reports that the refresh token presented was spent already
+	// (counted in Stats.Reuses): always for TokenReuse, and for a
+	// TokenGranted within a grace window.
+	Reuse bool
+
+	// Revoked reports that this request revoked its grant (counted in
+	// Stats.FamiliesRevoked).
+	Revoked bool
+
+	// Code is the OAuth error code of a refusal (TokenReuse,
+	// TokenRefused); empty otherwise.
+	Code string
+
+	// Dropped reports that the request was handled (Kind is not
+	// TokenFault) but its answer was replaced by the injected fault Fault
+	// (Faults.AfterGrant): for a TokenGranted, the tokens were issued and
+	// the refresh token spent, but the client never learns them.
+	Dropped bool
+
+	// Fault is the injected fault that answered the request; meaningful
+	// only when Kind is TokenFault or Dropped is set.
+	Fault Fault
+
+	// Header is a copy of the request's header, for tests that tell their
+	// clients apart by a header of their own.
+	Header http.Header
+}
+
+// granted records a granted refresh that returned pair n.
+func (ev *TokenEvent) granted(n int) {
+	ev.Kind, ev.Code, ev.NewPair = TokenGranted, "", n
+}
+
+// pairOf returns the grant and pair number of the refresh token rt, or
+// zeros if the server did not issue it. Called with mu held.
+func (s *Server) pairOf(rt string) (grant, pair int) {
+	if r := s.refresh[rt]; r != nil {
+		return r.g.id, r.n
+	}
+	return 0, 0
+}
+
+// notify passes ev, for request r, to Options.OnTokenRequest. Called
+// without mu held.
+func (s *Server) notify(r *http.Request, ev TokenEvent) {
+	if f := s.opts.OnTokenRequest; f != nil {
+		ev.Header = r.Header.Clone()
+		f(ev)
+	}
+}
