@@ -10,8 +10,12 @@ import (
 )
 
 // call calls the endpoint with base's refresh token, again after a
-// temporary failure, up to e.attempts times within ctx's deadline.
-func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token) (*oauth2.Token, *Error) {
+// temporary failure, up to e.attempts times within ctx's deadline. Before
+// each new attempt it asks peer, if set, for a token someone else saved
+// meanwhile (a process that took the lock after ours expired): if there is
+// one, it returns it as newer instead of sending base's refresh token again,
+// which may be spent by now.
+func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token, peer func() *oauth2.Token) (nt, newer *oauth2.Token, x *Error) {
 	delay := retryBase
 	for attempt := 1; ; attempt++ {
 		nt, err := e.endpointRefresh(ctx, copyToken(base))
@@ -19,22 +23,27 @@ func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token) (*oau
 			err = fmt.Errorf("%w: token endpoint returned no access token", ErrReauthRequired)
 		}
 		if err == nil {
-			return nt, nil
+			return nt, nil, nil
 		}
 		x := classify(key, err, base)
 		if !x.Temporary() || attempt >= e.attempts {
-			return nil, x
+			return nil, nil, x
 		}
 		wait := max(delay/2+rand.N(delay/2+1), x.RetryAfter)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			return nil, x // no time left for another attempt
+			return nil, nil, x // no time left for another attempt
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, x
+			return nil, nil, x
+		}
+		if peer != nil {
+			if t := peer(); t != nil {
+				return nil, t, nil
+			}
 		}
 		delay = min(2*delay, retryMax)
 	}
@@ -46,15 +55,12 @@ func cooldown(x *Error) time.Duration {
 }
 
 // awaitPeer re-reads the store, a few times over about a second, for a
-// token that a concurrent refresh may be about to save: newer than base,
-// and not one of this engine's own (the older token a failed save left in
-// the store is not a peer's, and its refresh token is spent).
+// token that a concurrent refresh may be about to save (see peerToken).
 func (e *Engine) awaitPeer(ctx context.Context, key string, ent *entry, base *oauth2.Token) *oauth2.Token {
 	wait := 100 * time.Millisecond
 	for range 4 {
-		t, err := e.storeLoad(ctx, key)
-		if err == nil && t != nil && t.RefreshToken != "" && t.RefreshToken != base.RefreshToken && !ent.ours(t) {
-			return copyToken(t)
+		if t := e.peerToken(ctx, key, ent, base); t != nil {
+			return t
 		}
 		select {
 		case <-time.After(wait):
@@ -62,6 +68,18 @@ func (e *Engine) awaitPeer(ctx context.Context, key string, ent *entry, base *oa
 			return nil
 		}
 		wait *= 2
+	}
+	return nil
+}
+
+// peerToken reads the store once for a token someone else saved: one with
+// a refresh token other than base's, and not one of this engine's own (the
+// older token a failed save left in the store is not a peer's, and its
+// refresh token is spent). Called with ent.mu held.
+func (e *Engine) peerToken(ctx context.Context, key string, ent *entry, base *oauth2.Token) *oauth2.Token {
+	t, err := e.storeLoad(ctx, key)
+	if err == nil && t != nil && t.RefreshToken != "" && t.RefreshToken != base.RefreshToken && !ent.ours(t) {
+		return copyToken(t)
 	}
 	return nil
 }

@@ -209,25 +209,27 @@ func (r *run) reread(ctx context.Context) (*snapshot, error, bool) {
 
 // refresh is step 5: call the token endpoint with r.base's refresh token.
 // Only temporary failures are tried again with the same refresh token, a
-// bounded number of times. ory/fosite answers the loser of two concurrent
-// refreshes with invalid_request: a peer may have won, and its token, once
-// stored, is adopted (s), or refreshed if it is due itself; the refresh
-// token that lost is never sent again.
+// bounded number of times, and not if a peer saved a newer token meanwhile.
+// ory/fosite answers the loser of two concurrent refreshes with
+// invalid_request: a peer may have won. A peer's token, once stored, is
+// adopted (s), or refreshed if it is due itself; the refresh token that lost
+// is never sent again.
 func (r *run) refresh(ctx context.Context) (nt *oauth2.Token, s *snapshot, x *Error) {
-	nt, x = r.e.call(ctx, r.key, r.base)
-	if x == nil || x.Code != "invalid_request" {
+	nt, peer, x := r.e.call(ctx, r.key, r.base, func() *oauth2.Token {
+		return r.e.peerToken(ctx, r.key, r.ent, r.base)
+	})
+	if peer == nil && x != nil && x.Code == "invalid_request" {
+		peer = r.e.awaitPeer(ctx, r.key, r.ent, r.base)
+	}
+	if peer == nil {
 		return nt, nil, x
 	}
-	stored := r.e.awaitPeer(ctx, r.key, r.ent, r.base)
-	if stored == nil {
-		return nil, nil, x
-	}
-	r.ent.seen, r.ent.seenOK = copyToken(stored), true
-	if s := r.e.adoptStored(r.key, r.ent, stored, "adopted the token of a concurrent refresh"); s != nil {
+	r.ent.seen, r.ent.seenOK = copyToken(peer), true
+	if s := r.e.adoptStored(r.key, r.ent, peer, "adopted the token of a concurrent refresh"); s != nil {
 		return nil, s, nil
 	}
-	r.base = stored
-	nt, x = r.e.call(ctx, r.key, r.base)
+	r.base = peer
+	nt, _, x = r.e.call(ctx, r.key, r.base, nil)
 	return nt, nil, x
 }
 

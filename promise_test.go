@@ -612,3 +612,43 @@ func TestCloseReportsUnsaved(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestRetryAfterPeerRefreshed: a refresh that failed temporarily is not
+// retried with the same refresh token once someone else saved a newer
+// token meanwhile (a process that took the lock after ours expired): the
+// retry adopts it. (Before the fix, the retry spent the old refresh token
+// again: the family was revoked.)
+func TestRetryAfterPeerRefreshed(t *testing.T) {
+	srv := newStrict(t, refreshtest.Options{})
+	store := new(refresh.MemoryStore) // no lock: as after a lost lease
+	real := &refresh.FormEndpoint{TokenURL: srv.TokenURL, ClientID: refreshtest.DefaultClientID,
+		ClientSecret: refreshtest.DefaultClientSecret, Auth: refresh.AuthInBody}
+	b := newEng(t, srv, refresh.Config{Store: store})
+	var calls atomic.Int64
+	a := newEng(t, srv, refresh.Config{Store: store, Endpoint: refresh.EndpointFunc(func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+		if calls.Add(1) == 1 {
+			// While A's first attempt is answered 503, B refreshes.
+			if _, err := b.Refresh(ctx, "", nil); err != nil {
+				t.Errorf("B's refresh: %v", err)
+			}
+			return nil, &refresh.Error{StatusCode: http.StatusServiceUnavailable}
+		}
+		return real.Refresh(ctx, tok)
+	})})
+	ctx := t.Context()
+	if err := a.SetToken(ctx, "", srv.Token()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Refresh(ctx, "", nil)
+	if err != nil {
+		t.Fatalf("A's refresh: %v", err)
+	}
+	want, _ := b.Token(ctx, "")
+	if !refresh.SameToken(got, want) {
+		t.Errorf("A did not adopt B's token")
+	}
+	noReuse(t, srv)
+	if calls.Load() != 1 {
+		t.Errorf("A called its endpoint %d times; want 1 (the retry adopts B's token)", calls.Load())
+	}
+}
