@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -114,7 +115,7 @@ func workerMain(specJSON string) int {
 	if err != nil {
 		return fail(err)
 	}
-	d, _, err := newDriver(spec.TokenURL, spec.APIURL, store, spec.Concurrency)
+	d, eng, err := newDriver(spec.TokenURL, spec.APIURL, store, spec.Concurrency)
 	if err != nil {
 		return fail(err)
 	}
@@ -145,6 +146,12 @@ func workerMain(specJSON string) int {
 	)
 	for {
 		if over && d.storm == nil {
+			// A refresh may still be saving a rotated token: Close waits
+			// for it (a process that exits first loses the token, and the
+			// others spend the old one).
+			if err := eng.Close(context.Background()); err != nil {
+				d.noteErr(err)
+			}
 			d.tr.CloseIdleConnections()
 			b, err := json.Marshal(d.report())
 			if err != nil {

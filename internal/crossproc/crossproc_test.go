@@ -222,6 +222,11 @@ func worker() int {
 		})
 	}
 	wg.Wait()
+	// A refresh may still be saving a rotated token: wait for it, or the
+	// others spend the old one once this process has exited.
+	if err := eng.Close(context.Background()); err != nil {
+		rep.FirstErr = err.Error()
+	}
 	json.NewEncoder(os.Stdout).Encode(&rep)
 	return 0
 }

@@ -33,8 +33,8 @@ type Session struct {
 
 // Run returns the program's exit status: 0 when the last call succeeded,
 // ReauthStatus when the user must log in again, 2 for a missing -login
-// token, 1 otherwise.
-func (s Session) Run(ctx context.Context, eng *refresh.Engine, login bool) int {
+// token, 1 otherwise. It closes eng when it is done.
+func (s Session) Run(ctx context.Context, eng *refresh.Engine, login bool) (status int) {
 	stdout, stderr := s.Stdout, s.Stderr
 	if stdout == nil {
 		stdout = os.Stdout
@@ -42,6 +42,14 @@ func (s Session) Run(ctx context.Context, eng *refresh.Engine, login bool) int {
 	if stderr == nil {
 		stderr = os.Stderr
 	}
+	defer func() {
+		// Before the program exits: a token whose save failed gets a last
+		// attempt, and Close names the keys it could not save.
+		if err := eng.Close(ctx); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
+			status = max(status, 1)
+		}
+	}()
 	if login {
 		// After a login, hand its token to the engine: SetToken saves it in
 		// the store, where every later run starts from. Only then: a
@@ -60,7 +68,6 @@ func (s Session) Run(ctx context.Context, eng *refresh.Engine, login bool) int {
 	}
 
 	client := eng.Client(&http.Client{Timeout: 30 * time.Second})
-	status := 0
 	for i := range s.Calls {
 		if i > 0 {
 			time.Sleep(s.Every)

@@ -16,9 +16,15 @@ import (
 func TestSession(t *testing.T) {
 	srv := refreshtest.NewServer(refreshtest.Options{})
 	defer srv.Close()
-	eng, err := refresh.New(refresh.Config{OAuth2: srv.Config()})
-	if err != nil {
-		t.Fatal(err)
+	// Each Run is a run of the program: an engine of its own (Run closes
+	// it) over the store they share.
+	store := new(refresh.MemoryStore)
+	eng := func() *refresh.Engine {
+		e, err := refresh.New(refresh.Config{OAuth2: srv.Config(), Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
 	var out, errOut strings.Builder
 	s := Session{Name: "test", RefreshEnv: "EXAMPLEUTIL_TEST_RT", APIURL: srv.URL + "/api", Calls: 2,
@@ -26,20 +32,20 @@ func TestSession(t *testing.T) {
 		Stdout: &out, Stderr: &errOut}
 
 	t.Setenv("EXAMPLEUTIL_TEST_RT", "")
-	if got := s.Run(context.Background(), eng, true); got != 2 {
+	if got := s.Run(context.Background(), eng(), true); got != 2 {
 		t.Errorf("-login without a token: status %d, want 2", got)
 	}
 	t.Setenv("EXAMPLEUTIL_TEST_RT", srv.Token().RefreshToken)
-	if got := s.Run(context.Background(), eng, true); got != 0 {
+	if got := s.Run(context.Background(), eng(), true); got != 0 {
 		t.Fatalf("login and calls: status %d, want 0; stderr %q", got, errOut.String())
 	}
 	srv.RevokeAccessTokens()
-	if got := s.Run(context.Background(), eng, false); got != 0 {
+	if got := s.Run(context.Background(), eng(), false); got != 0 {
 		t.Errorf("after an access-token revocation: status %d, want 0; stderr %q", got, errOut.String())
 	}
 	srv.RevokeGrants()
 	srv.RevokeAccessTokens()
-	if got := s.Run(context.Background(), eng, false); got != 3 {
+	if got := s.Run(context.Background(), eng(), false); got != 3 {
 		t.Errorf("after the grant was revoked: status %d, want 3", got)
 	}
 	if !strings.Contains(errOut.String(), "log in again") {
