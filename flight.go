@@ -90,6 +90,7 @@ func (r *run) end(res **snapshot, err *error) {
 		r.e.logError("refresh panicked", r.key, nil)
 		if p := r.ent.pending; p != nil && r.ent.cur.Load() != p {
 			r.ent.publish(p)
+			r.e.retryLater(r.key, r.ent, p)
 		}
 	}
 	if r.unlock != nil {
