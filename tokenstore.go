@@ -45,7 +45,10 @@ var ErrConflict = errors.New("refresh: the stored token has changed")
 // engines over the same store) from refreshing a key at the same time. The
 // engine holds the lock across "re-read the store, call the token endpoint,
 // save", so only one of many processes spends a refresh token and the others
-// adopt its result.
+// adopt its result. If the save fails, the engine keeps holding the lock
+// until a later save succeeds (or [Engine.Close]), which can take minutes:
+// until then the store holds a spent refresh token that no other process
+// may send. A lease must therefore be renewed for as long as it is held.
 type Locker interface {
 	TokenStore
 
