@@ -4,25 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"io"
-	"maps"
-	"mime"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"time"
 )
 
 // maxRequestBody caps what the token endpoint reads of a request.
 const maxRequestBody = 1 << 20
-
-// tokenRequest is a token request as the endpoint read it.
-type tokenRequest struct {
-	rt     string      // the refresh token, "" if none could be read
-	header bool        // it carried an Authorization header
-	err    *oauthError // why it is refused; nil if it is well formed
-}
 
 // oauthError is a refusal (RFC 6749 §5.2).
 type oauthError struct {
@@ -144,138 +132,6 @@ func (s *Server) fail(rate float64) bool {
 		return true
 	}
 	return false
-}
-
-// readRequest reads and checks a token request, strictly.
-func (s *Server) readRequest(r *http.Request) tokenRequest {
-	req := tokenRequest{header: len(r.Header.Values("Authorization")) > 0}
-	switch {
-	case r.Method != http.MethodPost:
-		req.err = refuse("invalid_request", "The token endpoint takes POST, not %s.", r.Method)
-		req.err.status = http.StatusMethodNotAllowed
-		return req
-	case r.URL.RawQuery != "":
-		req.err = refuse("invalid_request", "Parameters belong in the body, not in the URL.")
-		return req
-	}
-	if s.opts.JSON != nil {
-		s.readJSON(r, &req)
-		return req
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		req.err = refuse("invalid_request", "The body must be application/x-www-form-urlencoded.")
-		return req
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil || len(body) > maxRequestBody {
-		req.err = refuse("invalid_request", "The body cannot be read or is too large.")
-		return req
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		req.err = refuse("invalid_request", "The body is not a valid form.")
-		return req
-	}
-	req.rt = form.Get("refresh_token")
-	for _, k := range slices.Sorted(maps.Keys(form)) {
-		if len(form[k]) > 1 {
-			req.err = refuse("invalid_request", "Parameter %s is repeated.", k)
-			return req
-		}
-	}
-	if req.err = s.authenticate(r, form); req.err != nil {
-		return req
-	}
-	switch gt := form.Get("grant_type"); {
-	case gt == "":
-		req.err = refuse("invalid_request", "Missing grant_type.")
-	case gt != "refresh_token":
-		req.err = refuse("unsupported_grant_type", "Grant type %q is not supported here.", gt)
-	case req.rt == "":
-		req.err = refuse("invalid_request", "Missing refresh token.")
-	case s.opts.Scope == "" && form.Has("scope"):
-		req.err = refuse("invalid_scope", "No scope was granted; do not send one.")
-	case s.opts.Scope != "" && form.Get("scope") != s.opts.Scope:
-		req.err = refuse("invalid_scope", "The scope must be %q.", s.opts.Scope)
-	}
-	return req
-}
-
-// authenticate checks the client's credentials (RFC 6749 §2.3).
-func (s *Server) authenticate(r *http.Request, form url.Values) *oauthError {
-	authz := r.Header.Values("Authorization")
-	inBody := form.Has("client_id") || form.Has("client_secret")
-	switch {
-	case len(authz) > 1:
-		return refuse("invalid_request", "More than one Authorization header.")
-	case len(authz) == 1 && inBody:
-		return refuse("invalid_request", "Client credentials in both the Authorization header and the body; use one method.")
-	}
-	o := s.opts
-	switch {
-	case o.Public:
-		if len(authz) > 0 || form.Has("client_secret") {
-			return refuse("invalid_client", "A public client has no secret; send only client_id in the body.")
-		}
-		if form.Get("client_id") != o.ClientID {
-			return refuse("invalid_client", "Unknown client_id.")
-		}
-	case o.Auth == AuthBody:
-		if len(authz) > 0 {
-			return refuse("invalid_client", "This client authenticates with client_id and client_secret in the body.")
-		}
-		if form.Get("client_id") != o.ClientID || form.Get("client_secret") != o.ClientSecret {
-			return refuse("invalid_client", "Client authentication failed.")
-		}
-	default:
-		id, secret, ok := r.BasicAuth()
-		if !ok {
-			return refuse("invalid_client", "This client authenticates with HTTP Basic.")
-		}
-		if o.Auth == AuthBasic {
-			// RFC 6749 §2.3.1: form-urlencoded, then base64.
-			var err1, err2 error
-			id, err1 = url.QueryUnescape(id)
-			secret, err2 = url.QueryUnescape(secret)
-			if err1 != nil || err2 != nil {
-				return refuse("invalid_client", "Basic credentials are not form-urlencoded.")
-			}
-		}
-		if id != o.ClientID || secret != o.ClientSecret {
-			return refuse("invalid_client", "Client authentication failed.")
-		}
-	}
-	return nil
-}
-
-// readJSON reads and checks a request of the JSON dialect.
-func (s *Server) readJSON(r *http.Request, req *tokenRequest) {
-	j := s.opts.JSON
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		req.err = refuse("invalid_request", "The body must be application/json.")
-		return
-	}
-	for _, name := range slices.Sorted(maps.Keys(j.Header)) {
-		if !slices.Equal(r.Header.Values(name), j.Header[name]) {
-			req.err = refuse("invalid_request", "Header %s must be %q.", name, j.Header[name])
-			return
-		}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil || len(body) > maxRequestBody {
-		req.err = refuse("invalid_request", "The body cannot be read or is too large.")
-		return
-	}
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil || m == nil {
-		req.err = refuse("invalid_request", "The body is not a JSON object.")
-		return
-	}
-	if rt, ok := m[j.Field].(string); ok && rt != "" {
-		req.rt = rt
-		return
-	}
-	req.err = refuse("invalid_request", "Missing refresh token.")
 }
 
 // exchange handles a well-formed refresh request and records what it did
