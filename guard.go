@@ -48,7 +48,8 @@ func storeCAS(ctx context.Context, cas CompareAndSwapper, key string, old, new *
 
 // storeLock takes the key's cross-process lock. The unlock it returns
 // recovers a panic of the store's own and may be called more than once
-// (only the first call reaches the store).
+// (only the first call reaches the store); it is always called with the
+// key's entry.mu held, which orders those calls.
 func storeLock(ctx context.Context, l Locker, key string) (unlock func(), err error) {
 	defer recovered(&err, "store Lock")
 	u, err := l.Lock(ctx, key)
