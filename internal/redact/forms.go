@@ -24,6 +24,11 @@ type form struct {
 	// not start, or end, on a character boundary).
 	alphabet      string
 	before, after bool
+
+	// For a tail form, the secret's first bytes that text lacks: it is
+	// searched in decoded views only, where an escape that starts before
+	// the secret ends with lead (see leadsOf).
+	lead string
 }
 
 const (
@@ -62,10 +67,43 @@ func formsOf(secret string, owner int) []form {
 			})
 		}
 	}
+	for _, lead := range leadsOf(secret) {
+		fs = append(fs, form{text: secret[len(lead):], owner: owner, lead: lead})
+	}
 	for i := range fs {
 		fs[i].period = period(fs[i].text)
 	}
 	return fs
+}
+
+// leadsOf returns the prefixes of secret that an escape starting just
+// before it could swallow, so that the decoded view does not show the
+// secret whole: "%" before "b0%E2%80%A8" reads as the byte "%b0" followed
+// by U+2028, and "\" before "n\u00e9…" as a line feed. Such a prefix is
+// one to four hex digits (the end of "%XY" or "\uXXXX"), "u" and four hex
+// digits (the end of "\uXXXX", or of a surrogate pair's second half), or
+// one character of a short JSON escape. A longer swallowed prefix would
+// hold a backslash or "%", which the escaped spellings of a secret write
+// as an escape of their own, which cannot be swallowed.
+func leadsOf(secret string) []string {
+	var leads []string
+	n := 0 // hex digits at the start of secret
+	for n < 4 && n < len(secret)-1 && isHex(secret[n]) {
+		n++
+		leads = append(leads, secret[:n])
+	}
+	if n == 0 && len(secret) > 1 && strings.IndexByte(`"\/bfnrt`, secret[0]) >= 0 {
+		leads = append(leads, secret[:1])
+	}
+	if len(secret) > 5 && secret[0] == 'u' && isHex(secret[1]) && isHex(secret[2]) && isHex(secret[3]) && isHex(secret[4]) {
+		leads = append(leads, secret[:5])
+	}
+	return leads
+}
+
+func isHex(c byte) bool {
+	_, ok := unhex(c)
+	return ok
 }
 
 // period returns the smallest period of s (the Knuth-Morris-Pratt failure

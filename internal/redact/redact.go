@@ -93,9 +93,18 @@ func (s Secrets) String(in string) string {
 			// Occurrences come in order and their spans grow in order,
 			// so bytes before end are marked already: marking costs
 			// O(len(in)) for each form, however the occurrences overlap.
+			if f.lead != "" && v.at == nil {
+				continue
+			}
 			end := 0
 			for i := range f.occurrences(v.text) {
 				lo, hi := v.span(f.widen(v.text, i, i+len(f.text)))
+				if f.lead != "" {
+					var ok bool
+					if lo, ok = v.swallowed(in, i, f.lead); !ok {
+						continue
+					}
+				}
 				m.set(len(in), max(lo, end), hi, f.owner)
 				end = max(end, hi)
 			}

@@ -120,6 +120,14 @@ func TestString(t *testing.T) {
 		{name: "json escape after a backslash", in: `"\` + uEscape(sec, false, func(rune) bool { return true }) + `"`, want: `"\[redacted]"`},
 		{name: "json slash escape after a backslash", in: `"\\u002Frt-A\/b"`, secrets: []string{"/rt-A/b"}, want: `"\[redacted]"`},
 		{name: "json escape after an escaped backslash", in: `"\\` + uEscape(sec, false, func(rune) bool { return true }) + `"`, want: `"\\[redacted]"`},
+		// An escape just before an escaped secret swallows its first
+		// bytes: a reader still sees the secret after the "%" or "\".
+		{name: "percent escape swallows the start", in: "%b0%E2%80%A80", secrets: []string{"b0\u2028"}, want: "[redacted]0"},
+		{name: "percent escape swallows one digit", in: "%9b0%E2%80%A8", secrets: []string{"b0\u2028"}, want: "[redacted]"},
+		{name: "json short escape swallows the start", in: `"\n0\u2028x"`, secrets: []string{"n0\u2028x"}, want: `"[redacted]"`},
+		{name: "json u escape swallows digits", in: `\u0041ab\/cd`, secrets: []string{"41ab/cd"}, want: "[redacted]"},
+		{name: "json surrogate swallows u", in: `\ud83d\ude00ab\/cd`, secrets: []string{"ude00ab/cd"}, want: "[redacted]"},
+		{name: "a swallowed lead that differs is kept", in: "%c0%E2%80%A8", secrets: []string{"b0\u2028"}, want: "%c0%E2%80%A8"},
 		{name: "hex", in: "h=" + hex.EncodeToString([]byte(sec)) + ".", want: "h=[redacted]."},
 		{name: "HEX", in: "h=" + strings.ToUpper(hex.EncodeToString([]byte(sec))) + ".", want: "h=[redacted]."},
 		{name: "base64 std", in: "b=" + base64.StdEncoding.EncodeToString([]byte(sec)) + ".", want: "b=[redacted]."},

@@ -39,6 +39,21 @@ func views(in string) []view {
 	return vs
 }
 
+// swallowed returns where, in the input, the escape starts whose decoded
+// bytes end just before byte d of v.text, if that escape also takes the
+// input bytes lead from the text that follows it: lead is then the start of
+// an escaped secret whose rest begins at d.
+func (v view) swallowed(in string, d int, lead string) (int, bool) {
+	if v.at == nil || d == 0 {
+		return 0, false
+	}
+	start, end := int(v.at[d-1]), int(v.at[d])
+	if end-start <= len(lead) || in[end-len(lead):end] != lead {
+		return 0, false
+	}
+	return start, true
+}
+
 // span returns the bytes of the input that the bytes [lo, hi) of v.text
 // come from: whole escapes, so that no part of one is left behind.
 func (v view) span(lo, hi int) (int, int) {
