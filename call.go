@@ -15,17 +15,15 @@ import (
 // meanwhile (a process that took the lock after ours expired): if there is
 // one, it returns it as newer instead of sending base's refresh token again,
 // which may be spent by now.
-func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token, peer func() *oauth2.Token) (nt, newer *oauth2.Token, x *Error) {
+//
+// Each attempt is recorded in ev.Requests.
+func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token, ev *Event, peer func() *oauth2.Token) (nt, newer *oauth2.Token, x *Error) {
 	delay := retryBase
 	for attempt := 1; ; attempt++ {
-		nt, err := e.endpointRefresh(ctx, copyToken(base))
-		if err == nil && (nt == nil || nt.AccessToken == "") {
-			err = fmt.Errorf("%w: token endpoint returned no access token", ErrReauthRequired)
-		}
-		if err == nil {
+		nt, x := e.attempt(ctx, key, base, ev)
+		if x == nil {
 			return nt, nil, nil
 		}
-		x := classify(key, err, base)
 		if !x.Temporary() || attempt >= e.attempts {
 			return nil, nil, x
 		}
@@ -48,6 +46,28 @@ func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token, peer 
 		delay = min(2*delay, retryMax)
 	}
 }
+
+// attempt calls the endpoint once and records the call in ev.
+func (e *Engine) attempt(ctx context.Context, key string, base *oauth2.Token, ev *Event) (*oauth2.Token, *Error) {
+	req := TokenRequest{Start: time.Now()}
+	nt, err := e.endpointRefresh(ctx, copyToken(base))
+	req.Duration = time.Since(req.Start)
+	if err == nil && (nt == nil || nt.AccessToken == "") {
+		err = fmt.Errorf("%w: token endpoint returned no access token", ErrReauthRequired)
+	}
+	var x *Error
+	if err != nil {
+		x = classify(key, err, base)
+		req.StatusCode, req.Code, req.Err = x.StatusCode, x.Code, x
+	}
+	if len(ev.Requests) < maxEventRequests {
+		ev.Requests = append(ev.Requests, req)
+	}
+	return nt, x
+}
+
+// maxEventRequests bounds Event.Requests, for a RefreshAttempts set high.
+const maxEventRequests = 16
 
 // cooldown is how long a key waits after a temporary failure.
 func cooldown(x *Error) time.Duration {

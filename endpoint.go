@@ -16,6 +16,32 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// An Endpoint exchanges a refresh token for a new token: the seam through
+// which the engine talks to a token endpoint.
+//
+// Refresh is called at most once at a time per key, with a token whose
+// RefreshToken is not empty, and with a context that carries the refresh
+// timeout. It must send that refresh token at most once: after a server may
+// have seen it, trying it again (for example with another client
+// authentication style) is a reuse that rotating servers punish by revoking
+// the whole token family.
+//
+// The returned token replaces the old one. If its RefreshToken is empty the
+// engine keeps the old refresh token. A rejection should be returned as an
+// *[Error] with Code set (Code "invalid_grant" means the user must log in
+// again) or wrap [ErrReauthRequired].
+type Endpoint interface {
+	Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
+}
+
+// EndpointFunc adapts a function to the [Endpoint] interface.
+type EndpointFunc func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
+
+// Refresh calls f(ctx, tok).
+func (f EndpointFunc) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	return f(ctx, tok)
+}
+
 // ClientAuth is how a confidential client authenticates to the token
 // endpoint. There is no automatic choice: trying one style and then the
 // other sends the refresh token twice.
@@ -202,8 +228,7 @@ func exchange(client *http.Client, req *http.Request, secrets []string) (*oauth2
 	x := &Error{StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 	success := resp.StatusCode >= 200 && resp.StatusCode <= 299
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-		x.Err = fmt.Errorf("%w: the token endpoint redirects; redirects are not followed", ErrClientConfig)
-		return nil, x
+		return nil, x // a redirect: its body is not the server's answer (see refusal)
 	}
 	if rerr != nil {
 		if success {

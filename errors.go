@@ -3,6 +3,7 @@ package refresh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -243,8 +244,9 @@ func isNetError(err error) bool {
 
 // classify turns an endpoint's error into an *Error for key: which failures
 // need a new login, which are the client's configuration, which are
-// temporary. The response body decides first, then the status. Every field
-// is cleaned of base's tokens (see Error.clean).
+// temporary (see the documentation of ErrReauthRequired, ErrClientConfig and
+// Error.Temporary). Every field is cleaned of base's tokens (see
+// Error.clean).
 func classify(key string, err error, base *oauth2.Token) *Error {
 	var x *Error
 	if errors.As(err, &x) {
@@ -257,29 +259,40 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 	netErr := x.StatusCode == 0 && isNetError(x.Err)
 	x.clean(base.AccessToken, base.RefreshToken)
 	if x.Err == nil {
-		switch x.Code {
-		case "invalid_grant":
-			x.Err = ErrReauthRequired
-		case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope":
-			x.Err = ErrClientConfig
-		case "":
-			switch {
-			case x.malformedCode:
-				x.Err = errMalformedCode // an error, but not one we know: never retried
-			case x.StatusCode == http.StatusBadRequest:
-				// A 400 without an OAuth code is what some servers
-				// (WSO2's HTML error page) send for an expired refresh
-				// token; it will not be sent again either way.
-				x.Err = ErrReauthRequired
-			case x.StatusCode == http.StatusUnauthorized, x.StatusCode == http.StatusForbidden,
-				x.StatusCode == http.StatusNotFound, x.StatusCode == http.StatusMethodNotAllowed,
-				x.StatusCode >= 300 && x.StatusCode <= 399:
-				// The client is refused, or the URL is wrong.
-				x.Err = ErrClientConfig
-			}
-		}
+		x.Err = refusal(x)
 	}
 	x.temporary = x.Code == "" && !x.malformedCode && !errors.Is(x, ErrReauthRequired) && !errors.Is(x, ErrClientConfig) &&
 		!errors.Is(x, ErrPanic) && (x.temporary || temporaryStatus(x.StatusCode) || netErr)
 	return x
+}
+
+// errRedirect is the error of a token endpoint that answers with a redirect.
+var errRedirect = fmt.Errorf("%w: the token endpoint redirects; redirects are not followed", ErrClientConfig)
+
+// refusal returns the error that a refusal of the token endpoint wraps, or
+// nil if it is none that classify knows. A redirect means a wrong URL,
+// whatever its body says; then the OAuth error code decides, then the
+// status.
+func refusal(x *Error) error {
+	switch {
+	case x.StatusCode >= 300 && x.StatusCode <= 399:
+		return errRedirect
+	case x.Code == "invalid_grant":
+		return ErrReauthRequired
+	case x.Code == "invalid_client", x.Code == "unauthorized_client", x.Code == "unsupported_grant_type", x.Code == "invalid_scope":
+		return ErrClientConfig
+	case x.Code != "":
+		return nil // invalid_request and others: not retried, no latch of their own
+	case x.malformedCode:
+		return errMalformedCode // an error, but not one we know: never retried
+	case x.StatusCode == http.StatusBadRequest:
+		// A 400 without an OAuth code is what some servers (WSO2's HTML
+		// error page) send for an expired refresh token; it will not be
+		// sent again either way.
+		return ErrReauthRequired
+	case x.StatusCode == http.StatusUnauthorized, x.StatusCode == http.StatusForbidden,
+		x.StatusCode == http.StatusNotFound, x.StatusCode == http.StatusMethodNotAllowed:
+		return ErrClientConfig // the client is refused, or the URL is wrong
+	}
+	return nil
 }

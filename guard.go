@@ -82,23 +82,6 @@ func recovered(err *error, what string) {
 	}
 }
 
-// runHooks calls the hooks collected by a flight, each on its own: one that
-// panics is logged (without its value) and the others still run.
-func (e *Engine) runHooks(key string, hooks []func()) {
-	for _, h := range hooks {
-		e.runHook(key, h)
-	}
-}
-
-func (e *Engine) runHook(key string, h func()) {
-	defer func() {
-		if recover() != nil {
-			e.logError("a hook panicked", key, nil)
-		}
-	}()
-	h()
-}
-
 // consultNeedsRefresh calls Config.NeedsRefresh; a panic counts as "no".
 func (e *Engine) consultNeedsRefresh(resp *http.Response) (yes bool) {
 	defer func() {

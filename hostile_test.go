@@ -160,6 +160,7 @@ func TestHostileErrorFields(t *testing.T) {
 			if !errors.As(err, &x) {
 				t.Fatalf("got %v, want an *Error", err)
 			}
+			e.flushEvents(nil) // hooks run on the event goroutine
 			out := errorText(err) + x.Code + "\n" + x.Description + "\n" + x.URI + "\n" + x.BodySnippet + "\n" + logs.String()
 			for _, h := range hookErrs {
 				out += errorText(h)
@@ -262,6 +263,7 @@ func TestStoreErrorsRedacted(t *testing.T) {
 	}
 	newTok := as.token()
 	out.WriteString(errorText(e.SetToken(ctx, "", &oauth2.Token{AccessToken: "at-login-0000", RefreshToken: "rt-login-0000"})))
+	e.flushEvents(nil) // hooks run on the event goroutine
 	for _, h := range hookErrs {
 		out.WriteString(errorText(h))
 	}

@@ -18,7 +18,8 @@ import (
 )
 
 // leakRun collects what the engine hands out along its failure paths: log
-// records, errors (also those given to hooks) and the tokens issued.
+// records, errors (also those given to hooks and events) and the tokens
+// issued.
 type leakRun struct {
 	logs  refresh.SyncBuffer
 	sink  io.Writer
@@ -32,6 +33,15 @@ func (r *leakRun) note(err error) {
 	defer r.mu.Unlock()
 	for ; err != nil; err = errors.Unwrap(err) {
 		r.seen = append(r.seen, err.Error())
+	}
+}
+
+// event notes the errors an event carries.
+func (r *leakRun) event(ev refresh.Event) {
+	r.note(ev.Err)
+	r.note(ev.Store.Err)
+	for _, req := range ev.Requests {
+		r.note(req.Err)
 	}
 }
 
@@ -93,7 +103,7 @@ func (r *leakRun) failurePaths(t *testing.T, style refreshtest.ErrorStyle) {
 	}
 	srv := newStrict(t, refreshtest.Options{Errors: style})
 	var faults storetest.Faults
-	e := newEng(t, srv, refresh.Config{Store: faults.Wrap(new(refresh.LockingStore)), Logger: logger, Hooks: r.hooks(),
+	e := newEng(t, srv, refresh.Config{Store: faults.Wrap(new(refresh.LockingStore)), Logger: logger, Hooks: r.hooks(), OnEvent: r.event,
 		RefreshTimeout: 3 * time.Second, RefreshAttempts: 2})
 	n := 0
 	// cycle logs a new key in, runs then, and twice makes the API reject

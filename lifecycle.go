@@ -13,6 +13,9 @@ import (
 // memory and is lost when it exits (the user of that key will have to log in
 // again), and the store's older token for it has been spent.
 //
+// Close also waits, within ctx, until [Config.OnEvent] got every event
+// emitted before it.
+//
 // After Close, whatever needs the store or the token endpoint fails with an
 // error wrapping [ErrClosed]; requests whose token is valid and cached still
 // go out with it. Close may be called more than once.
@@ -22,11 +25,10 @@ func (e *Engine) Close(ctx context.Context) error {
 	}
 	var errs []error
 	e.eachEntry(func(key string, ent *entry) {
-		var after []func()
 		ent.mu.Lock()
 		if ent.pending != nil {
-			sctx, cancel := context.WithTimeout(ctx, e.timeout)
-			e.savePending(sctx, key, ent, &after)
+			sctx, cancel := context.WithTimeout(e.storeContext(ctx, key), e.timeout)
+			e.savePending(sctx, key, ent)
 			cancel()
 		}
 		if p := ent.pending; p != nil {
@@ -35,12 +37,12 @@ func (e *Engine) Close(ctx context.Context) error {
 		}
 		ent.releaseHeld()
 		ent.mu.Unlock()
-		e.runHooks(key, after)
 	})
 	// Every flight that could start a background save has ended (each
 	// entry's lock was taken above; later flights see closed), and the
 	// saves see done.
 	e.bg.Wait()
+	e.flushEvents(ctx.Done()) // OnEvent gets what happened before Close
 	return errors.Join(errs...)
 }
 

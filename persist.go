@@ -15,6 +15,9 @@ const maxTried = 64
 // setPending records s as the key's newest token, not yet in the store.
 // Called with ent.mu held.
 func (ent *entry) setPending(s *snapshot) {
+	if ent.pending == nil {
+		ent.stats.pending.Add(1)
+	}
 	ent.pending = s
 	if len(ent.tried) == maxTried {
 		ent.tried = append(ent.tried[:0], ent.tried[1:]...)
@@ -27,8 +30,17 @@ func (ent *entry) setPending(s *snapshot) {
 // ent.mu held.
 func (ent *entry) saved(tok *oauth2.Token) {
 	ent.seen, ent.seenOK = copyToken(tok), true
-	ent.pending, ent.tried = nil, nil
+	ent.dropPending()
 	ent.releaseHeld()
+}
+
+// dropPending forgets the pending token: it was saved, or the store holds
+// a newer one. Called with ent.mu held.
+func (ent *entry) dropPending() {
+	if ent.pending != nil {
+		ent.stats.pending.Add(-1)
+	}
+	ent.pending, ent.tried = nil, nil
 }
 
 // releaseHeld releases the cross-process lock kept since a save failed.
@@ -129,27 +141,25 @@ func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.T
 // ent.mu held. If the store meanwhile got a newer token from elsewhere, the
 // pending one is dropped (it stays in use until the next flight adopts the
 // stored one).
-func (e *Engine) savePending(ctx context.Context, key string, ent *entry, after *[]func()) {
+func (e *Engine) savePending(ctx context.Context, key string, ent *entry) {
 	p := ent.pending
 	err := e.save(ctx, key, ent, p.tok)
 	switch {
 	case err == nil:
 		e.logInfo("saved token after earlier failure", key, p.tok)
 	case errors.Is(err, ErrConflict):
-		ent.pending, ent.tried = nil, nil
+		ent.dropPending()
 		ent.releaseHeld()
 	default:
-		e.saveFailed(key, ent, p.tok, err, after)
+		e.saveFailed(key, ent, p.tok, err)
 	}
 }
 
 // saveFailed reports a failed save of key's new token.
-func (e *Engine) saveFailed(key string, ent *entry, tok *oauth2.Token, cause error, after *[]func()) {
+func (e *Engine) saveFailed(key string, ent *entry, tok *oauth2.Token, cause error) {
 	err := &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(cause, ent.secrets(tok)...))}
 	e.logWarn("saving the new token failed; using it from memory and retrying", key, nil, err)
-	if h := e.hooks.SaveFailed; h != nil {
-		*after = append(*after, func() { h(key, err) })
-	}
+	e.emit(&Event{Kind: EventSaveFailed, Key: key, Start: time.Now(), Err: err, NewToken: Fingerprint(tok.AccessToken)})
 }
 
 // retryLater starts the background saves of s, the key's pending token.
@@ -176,16 +186,14 @@ func (e *Engine) retrySave(key string, ent *entry, s *snapshot) {
 		case <-e.done:
 			return
 		}
-		var after []func()
 		ent.mu.Lock()
 		if ent.pending == s {
-			ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-			e.savePending(ctx, key, ent, &after)
+			ctx, cancel := context.WithTimeout(e.storeContext(context.Background(), key), e.timeout)
+			e.savePending(ctx, key, ent)
 			cancel()
 		}
 		done := ent.pending != s
 		ent.mu.Unlock()
-		e.runHooks(key, after)
 		if done {
 			return
 		}

@@ -224,6 +224,7 @@ func TestSaveFailure(t *testing.T) {
 	if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
 		t.Fatalf("request after refresh with failing store: %d %v", code, err)
 	}
+	e.flushEvents(nil)
 	if hookErrs.Load() == 0 {
 		t.Errorf("SaveFailed hook not called")
 	}
@@ -702,6 +703,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 		record(err)
 		_, err = e.Token(t.Context(), "")
 		record(err)
+		e.flushEvents(nil) // hooks run on the event goroutine
 	}
 	// A store that fails to load, and an endpoint that panics.
 	store := new(fakeStore)
@@ -816,6 +818,7 @@ func TestRefreshedHook(t *testing.T) {
 	var mu sync.Mutex
 	e := newEngine(t, as, Config{Hooks: Hooks{Refreshed: func(k string) { mu.Lock(); keys = append(keys, k); mu.Unlock() }}})
 	e.Refresh(t.Context(), "", nil)
+	e.flushEvents(nil) // hooks run on the event goroutine
 	mu.Lock()
 	defer mu.Unlock()
 	if len(keys) != 1 || keys[0] != DefaultKey {

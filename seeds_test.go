@@ -736,6 +736,7 @@ func seedLifecycle(t *testing.T, s *seedServer, c Config, refused func(*testing.
 	if got := s.received()[sentBefore:]; !slices.Equal(got, []string{refusedRT}) {
 		t.Errorf("after the refusal: got refresh tokens sent %q, want once %q", got, refusedRT)
 	}
+	e.flushEvents(nil)
 	if got := reauthHook.Load(); got != wantHook {
 		t.Errorf("got %d ReauthRequired hook calls, want %d", got, wantHook)
 	}

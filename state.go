@@ -48,17 +48,49 @@ type entry struct {
 	// "old" of a compare-and-swap save; valid when seenOK. Guarded by mu.
 	seen   *oauth2.Token
 	seenOK bool
+
+	// pausedUntil (Unix nanoseconds) and strikes: while refreshed tokens
+	// of the key are rejected before the API ever accepts one, rejections
+	// are not refreshed until pausedUntil (see pause.go).
+	pausedUntil atomic.Int64
+	strikes     atomic.Int32
+
+	stats *gauges // the engine's
 }
+
+// state is what a snapshot's token can be used for.
+type state uint8
+
+const (
+	// sendable: the token goes in requests as it is, until it is due.
+	sendable state = iota
+	// unsendable: the access token cannot go in a header (it is missing or
+	// unsafe), but its refresh token may still get a good one, at once. A
+	// token from the store or from SetToken.
+	unsendable
+	// unusable: as unsendable, but the token came from a refresh: it is not
+	// refreshed again before its expiry, which would loop.
+	unusable
+	// latched: refreshing cannot help (ErrReauthRequired, ErrClientConfig)
+	// until the key gets a new token; the store is read again at recheckAt.
+	latched
+)
 
 // snapshot is one published token of a key with what the hot path needs.
 type snapshot struct {
-	tok *oauth2.Token // private copy; nil only when latched without a token
+	tok   *oauth2.Token // private copy; nil only when latched without a token
+	state state
 
 	// auth is the Authorization header value, shared read-only by all
-	// requests; nil when the token cannot be sent (see bad and latch).
+	// requests; set only when sendable.
 	auth []string
 
-	refreshAt time.Time // when to refresh proactively; zero: only on 401
+	// err says why the token cannot be sent: ErrInvalidToken when
+	// unsendable or unusable, the latch when latched.
+	err error
+
+	refreshAt time.Time // sendable: when to refresh proactively; zero: only on 401
+	recheckAt time.Time // latched: when the store may be read again
 
 	// due is set by timer at refreshAt, so that the hot path reads a flag
 	// instead of the clock. The timer runs on the monotonic clock: after
@@ -67,20 +99,39 @@ type snapshot struct {
 	due   atomic.Bool
 	timer *time.Timer // guarded by entry.mu; stopped when s is replaced
 
-	bad       error     // tok cannot be put in a header (ErrInvalidToken)
-	latch     error     // refreshing cannot help (ErrReauthRequired)
-	recheckAt time.Time // latched: when the store may be read again
+	// refreshed is when a refresh of this engine returned tok (zero for a
+	// token from the store or SetToken), and mark what the API made of it
+	// (untested, accepted, struck): a refreshed token that the API rejects
+	// before it ever accepted it says refreshing does not help (see
+	// pause.go).
+	refreshed time.Time
+	mark      atomic.Uint32
 }
 
 // usable reports whether the published snapshot s can be sent as is. It is
 // the whole cost of the hot path: no lock, no clock, no allocation.
 func (s *snapshot) usable() bool {
-	return s != nil && s.auth != nil && !s.due.Load()
+	return s != nil && s.state == sendable && !s.due.Load()
 }
 
 // fresh is usable for a snapshot that is not published yet.
 func (s *snapshot) fresh() bool {
-	return s.auth != nil && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt))
+	return s.state == sendable && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt))
+}
+
+// holds reports whether s is a latch that still holds at now.
+func (s *snapshot) holds(now time.Time) bool {
+	return s != nil && s.state == latched && now.Before(s.recheckAt)
+}
+
+// replaced returns the key's current snapshot if it replaced s and can be
+// sent as it is, else nil: the generation check. A caller whose token was
+// rejected uses the current one instead of refreshing again.
+func (ent *entry) replaced(s *snapshot) *snapshot {
+	if cur := ent.cur.Load(); cur != s && cur.usable() {
+		return cur
+	}
+	return nil
 }
 
 // postpone re-arms the refresh timer of the current snapshot s after a
@@ -98,19 +149,23 @@ func (ent *entry) postpone(s *snapshot) {
 // publish makes s the current snapshot of ent and arms its refresh timer.
 // Called with ent.mu held.
 func (ent *entry) publish(s *snapshot) {
-	if !s.refreshAt.IsZero() && s.auth != nil {
+	if !s.refreshAt.IsZero() && s.state == sendable {
 		if d := time.Until(s.refreshAt); d > 0 {
 			s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
 		} else {
 			s.due.Store(true)
 		}
 	}
-	if old := ent.cur.Swap(s); old != nil && old.timer != nil {
+	old := ent.cur.Swap(s)
+	if old != nil && old.timer != nil {
 		old.timer.Stop()
 	}
+	ent.stats.published(old, s)
 }
 
-// newSnapshot prepares t for the hot path.
+// newSnapshot prepares t, from the store or SetToken, for the hot path. An
+// access token that cannot be sent leaves the snapshot unsendable: its
+// refresh token may mend it.
 func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
 	s := &snapshot{tok: t}
 	if !t.Expiry.IsZero() {
@@ -126,19 +181,19 @@ func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
 	}
 	typ := t.Type()
 	if t.AccessToken == "" || !headerSafe(t.AccessToken) || !headerSafe(typ) {
-		s.bad = &Error{Key: key, Err: ErrInvalidToken}
+		s.state, s.err = unsendable, &Error{Key: key, Err: ErrInvalidToken}
 		return s
 	}
 	s.auth = []string{typ + " " + t.AccessToken}
 	return s
 }
 
-// unsendable marks a snapshot whose access token is missing or unsafe as due
-// for refresh at once: its refresh token may still be good. Not used for a
-// token that a refresh just returned, which would refresh in a loop.
-func unsendable(s *snapshot) *snapshot {
-	if s.bad != nil {
-		s.refreshAt = time.Unix(0, 0)
+// refreshedSnapshot is newSnapshot for t, which a refresh just returned.
+func (e *Engine) refreshedSnapshot(key string, t *oauth2.Token) *snapshot {
+	s := e.newSnapshot(key, t)
+	s.refreshed = time.Now()
+	if s.state == unsendable {
+		s.state = unusable
 	}
 	return s
 }

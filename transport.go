@@ -68,49 +68,38 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !sameOrigin(req) {
 		return base.RoundTrip(req)
 	}
-	key := t.key(req)
-	ent := e.entry(key)
-	s := ent.cur.Load()
-	if !s.usable() {
-		var err error
-		if s, err = e.acquire(req.Context(), key, ent, s); err != nil {
-			closeBody(req)
-			return nil, err
-		}
-	}
-	resp, err := base.RoundTrip(authorize(req, s.auth))
-	if err != nil || !e.rejects(resp) {
-		return resp, err
-	}
-	return t.retry(base, req, resp, key, ent, s)
-}
-
-// retry handles a response that rejected the token of s.
-func (t *Transport) retry(base http.RoundTripper, req *http.Request, resp *http.Response, key string, ent *entry, s *snapshot) (*http.Response, error) {
-	ns, err := t.Engine.rejected(req.Context(), key, ent, s)
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if !replayable {
-		// The body is gone. The caller gets the 401 untouched; the
-		// refresh above (if it worked) serves the next request.
-		return resp, nil
-	}
+	ctx, key := req.Context(), t.key(req)
+	s, err := e.ticket(ctx, key)
 	if err != nil {
-		discard(resp)
+		closeBody(req)
 		return nil, err
 	}
-	resp2, err := resend(base, req, resp, ns)
-	if err != nil || resp2 == resp || !t.Engine.rejects(resp2) {
-		return resp2, err
+	resp, err := base.RoundTrip(authorize(req, s.auth))
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	// Round 0 may refresh; round 1 may follow a token that replaced the
+	// refreshed one meanwhile (another process rotated it: servers such as
+	// gw2.me keep one access token per grant), never refreshing again;
+	// round 2 only records the answer.
+	for round := 0; err == nil; round++ {
+		ns, aerr := e.answer(ctx, key, s, resp, round, replayable)
+		switch {
+		case ns == nil && aerr == nil:
+			return resp, nil
+		case !replayable:
+			// The body is gone. The caller gets the 401 untouched; the
+			// refresh (if it worked) serves the next request.
+			return resp, nil
+		case aerr != nil:
+			discard(resp)
+			return nil, aerr
+		}
+		var again *http.Response
+		if again, err = resend(base, req, resp, ns); again == resp {
+			return resp, err
+		}
+		resp, s = again, ns
 	}
-	// The token of the retry may itself have been replaced while it was
-	// in flight (another process rotated it: servers such as gw2.me keep
-	// one access token per grant). That is the generation check again: a
-	// newer token in memory or in the store is followed, once, but the
-	// endpoint is never called a second time for this request.
-	if nn, aerr := t.Engine.adopt(req.Context(), key, ent, ns); aerr == nil && nn != ns {
-		return resend(base, req, resp2, nn)
-	}
-	return resp2, nil // a second 401 is returned as is
+	return resp, err
 }
 
 // resend sends req again with the token of s and discards prev. If the body

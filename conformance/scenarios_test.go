@@ -358,6 +358,7 @@ func TestRevokedRefreshToken(t *testing.T) {
 	if after.TokenRequests != 0 {
 		t.Errorf("%d token-endpoint calls after ErrReauthRequired; want 0", after.TokenRequests)
 	}
+	eng.Close(ctx) // hooks run on the event goroutine: Close delivers what is queued
 	if n := reauthHook.Load(); n != 1 {
 		t.Errorf("ReauthRequired hook called %d times; want 1", n)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oauthkit/refresh"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -120,7 +121,7 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 			return nil, fmt.Errorf("redisstore: lock %s: %w", lk, err)
 		}
 		if n == 1 {
-			return s.hold(key, lk, owner), nil
+			return s.hold(ctx, key, lk, owner), nil
 		}
 		// Jitter: a pause drawn from [wait/2, wait*3/2), so that waiters
 		// do not poll in step; never below the floor, so that waiting
@@ -140,14 +141,16 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 type lease struct {
 	s                *Store
 	key, lk, owner   string
+	caller           context.Context    // Lock's, without its cancellation: for refresh.ReportStoreEvent
 	stop             context.CancelFunc // ends the renewal
 	stopped, lostOne atomic.Bool        // unlock was called; LeaseLost was called
 }
 
-// hold starts the renewal of a lock just taken and returns its unlock.
-func (s *Store) hold(key, lk, owner string) (unlock func()) {
+// hold starts the renewal of a lock just taken, by a Lock called with
+// caller, and returns its unlock.
+func (s *Store) hold(caller context.Context, key, lk, owner string) (unlock func()) {
 	ctx, stop := context.WithCancel(context.Background())
-	l := &lease{s: s, key: key, lk: lk, owner: owner, stop: stop}
+	l := &lease{s: s, key: key, lk: lk, owner: owner, caller: context.WithoutCancel(caller), stop: stop}
 	go l.renew(ctx)
 	var once sync.Once
 	return func() { once.Do(l.unlock) }
@@ -194,9 +197,14 @@ func (l *lease) unlock() {
 }
 
 // lost reports that the lease expired while it was held, once, and not
-// after unlock when renewal finds the lock gone.
+// after unlock when renewal finds the lock gone: to Options.LeaseLost and,
+// as an event of the engine that took the lock, to its Config.OnEvent.
 func (l *lease) lost() {
-	if f := l.s.leaseLost; f != nil && l.lostOne.CompareAndSwap(false, true) {
+	if !l.lostOne.CompareAndSwap(false, true) {
+		return
+	}
+	refresh.ReportStoreEvent(l.caller, refresh.StoreEvent{Op: "lock", What: "lease lost"})
+	if f := l.s.leaseLost; f != nil {
 		f(l.key)
 	}
 }
