@@ -41,3 +41,23 @@ func TestDispatchDropsWhenBlocked(t *testing.T) {
 		t.Errorf("%d delivered, %d dropped; want some dropped and %d in all", delivered.Load(), dropped, n)
 	}
 }
+
+// TestCloseBoundsEventWait: Close waits for OnEvent, but not forever for
+// one that never returns.
+func TestCloseBoundsEventWait(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	e, err := New(Config{
+		Endpoint: EndpointFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) { return nil, nil }),
+		OnEvent:  func(Event) { <-block },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.emit(&Event{Kind: EventStore})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.Close(ctx); err != nil { // returns: ctx is done
+		t.Errorf("Close: %v", err)
+	}
+}

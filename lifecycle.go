@@ -3,6 +3,7 @@ package refresh
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Close stops the engine's background work. It first tries once more,
@@ -13,8 +14,8 @@ import (
 // memory and is lost when it exits (the user of that key will have to log in
 // again), and the store's older token for it has been spent.
 //
-// Close also waits, within ctx, until [Config.OnEvent] got every event
-// emitted before it.
+// Close also waits, within ctx and for at most 5 seconds, until
+// [Config.OnEvent] got every event emitted before it.
 //
 // After Close, whatever needs the store or the token endpoint fails with an
 // error wrapping [ErrClosed]; requests whose token is valid and cached still
@@ -42,9 +43,15 @@ func (e *Engine) Close(ctx context.Context) error {
 	// entry's lock was taken above; later flights see closed), and the
 	// saves see done.
 	e.bg.Wait()
-	e.flushEvents(ctx.Done()) // OnEvent gets what happened before Close
+	// OnEvent gets what happened before Close, unless it is stuck.
+	wait, cancel := context.WithTimeout(ctx, maxCloseEventWait)
+	defer cancel()
+	e.flushEvents(wait.Done())
 	return errors.Join(errs...)
 }
+
+// maxCloseEventWait bounds how long Close waits for OnEvent.
+const maxCloseEventWait = 5 * time.Second
 
 // eachEntry calls f for every key the engine has seen.
 func (e *Engine) eachEntry(f func(key string, ent *entry)) {
