@@ -24,7 +24,7 @@ type run struct {
 }
 
 // flight is the refresh protocol for one key. It runs under the key's
-// singleflight, so once per key at a time in this process, under ent.mu, on
+// group (group.go), so once per key at a time in this process, under ent.mu, on
 // a context detached from the caller's. Its steps are numbered as in
 // docs/ARCHITECTURE.md:
 //

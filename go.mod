@@ -2,7 +2,4 @@ module github.com/oauthkit/refresh
 
 go 1.25.0
 
-require (
-	golang.org/x/oauth2 v0.36.0
-	golang.org/x/sync v0.22.0
-)
+require golang.org/x/oauth2 v0.36.0

@@ -22,10 +22,9 @@ func (p panicError) Error() string        { return p.what + " panicked" }
 func (p panicError) Is(target error) bool { return target == ErrPanic }
 
 // Every call into user code goes through one of the functions below, which
-// turn a panic into an error (or, for hooks and logging, into nothing): a
-// panic inside a singleflight function would be re-raised on a goroutine of
-// its own, out of any caller's reach, and one in a hook or a background
-// save would end the program.
+// turn a panic into an error (or, for logging, into nothing): a panic in a
+// flight, which runs on a goroutine of its own (group.go), or in a
+// background save would be out of any caller's reach and end the program.
 
 func (e *Engine) storeLoad(ctx context.Context, key string) (tok *oauth2.Token, err error) {
 	defer recovered(&err, "store Load")
