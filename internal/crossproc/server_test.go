@@ -21,12 +21,19 @@ type strictServer struct {
 	lifetime int // expires_in, seconds
 
 	mu      sync.Mutex
-	n       int
+	n       int // generation of the current pair: 1 for the first
 	access  string
 	refresh string
+	life    int // expires_in of the current pair
 	expiry  time.Time
 	spent   map[string]bool
 	revoked bool
+	// lifetimes, if set, are the expires_in of the next pairs issued,
+	// before lifetime applies again.
+	lifetimes []int
+	// served maps "worker/goroutine" (the X-Worker and X-Goroutine headers)
+	// to the newest generation the API accepted from it.
+	served map[string]int
 
 	// hold, when set, stops the next refresh until release is closed;
 	// held receives the worker id of the request it holds. rotate says
@@ -47,7 +54,7 @@ type strictServer struct {
 }
 
 func newStrictServer(t *testing.T, lifetime int) *strictServer {
-	s := &strictServer{t: t, lifetime: lifetime, spent: map[string]bool{}}
+	s := &strictServer{t: t, lifetime: lifetime, spent: map[string]bool{}, served: map[string]int{}}
 	s.issue()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.serveToken)
@@ -61,13 +68,17 @@ func newStrictServer(t *testing.T, lifetime int) *strictServer {
 func (s *strictServer) issue() {
 	s.n++
 	s.access, s.refresh = fmt.Sprintf("at-%d-x7", s.n), fmt.Sprintf("rt-%d-y8", s.n)
-	s.expiry = time.Now().Add(time.Duration(s.lifetime) * time.Second)
+	s.life = s.lifetime
+	if len(s.lifetimes) > 0 {
+		s.life, s.lifetimes = s.lifetimes[0], s.lifetimes[1:]
+	}
+	s.expiry = time.Now().Add(time.Duration(s.life) * time.Second)
 }
 
 func (s *strictServer) first() *oauth2.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &oauth2.Token{AccessToken: s.access, RefreshToken: s.refresh, TokenType: "Bearer", Expiry: s.expiry, ExpiresIn: int64(s.lifetime)}
+	return &oauth2.Token{AccessToken: s.access, RefreshToken: s.refresh, TokenType: "Bearer", Expiry: s.expiry, ExpiresIn: int64(s.life)}
 }
 
 func (s *strictServer) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -110,12 +121,15 @@ func (s *strictServer) grant(rt string) (int, string) {
 	s.spent[rt] = true
 	s.issue()
 	s.rotations.Add(1)
-	return http.StatusOK, fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"token_type":"bearer","expires_in":%d}`, s.access, s.refresh, s.lifetime)
+	return http.StatusOK, fmt.Sprintf(`{"access_token":%q,"refresh_token":%q,"token_type":"bearer","expires_in":%d}`, s.access, s.refresh, s.life)
 }
 
 func (s *strictServer) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	ok := !s.revoked && r.Header.Get("Authorization") == "Bearer "+s.access && time.Now().Before(s.expiry)
+	if ok {
+		s.served[r.Header.Get("X-Worker")+"/"+r.Header.Get("X-Goroutine")] = s.n
+	}
 	s.mu.Unlock()
 	if !ok {
 		s.rejected.Add(1)
@@ -131,4 +145,39 @@ func (s *strictServer) revokeAccess() {
 	s.mu.Lock()
 	s.access = "revoked"
 	s.mu.Unlock()
+}
+
+// expireAccess makes the API refuse the current access token as expired,
+// although its holders still take it for valid.
+func (s *strictServer) expireAccess() {
+	s.mu.Lock()
+	s.expiry = time.Now()
+	s.mu.Unlock()
+}
+
+// waitServed waits until the API has accepted a token of generation gen or
+// newer from each of clients goroutines (counted by their X-Worker and
+// X-Goroutine headers), and fails the test if that takes minutes: a
+// watchdog against a hang, not a measure of speed.
+func (s *strictServer) waitServed(t *testing.T, clients, gen int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s.mu.Lock()
+		n := 0
+		for _, g := range s.served {
+			if g >= gen {
+				n++
+			}
+		}
+		cur := s.n
+		s.mu.Unlock()
+		if n >= clients {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: after 2 minutes, %d of %d goroutines were served generation %d or newer (the server is at %d)", what, n, clients, gen, cur)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
