@@ -91,13 +91,18 @@ func TestFaultLatency(t *testing.T) {
 }
 
 // TestFaultLatencyClientGivesUp: a client that gives up during the latency
-// does not stop the refresh; its refresh token is spent.
+// does not stop the refresh; its refresh token is spent. The answer is also
+// held until the client has given up, so that a client whose timer fires
+// late on a loaded machine still never sees it.
 func TestFaultLatencyClientGivesUp(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, refreshtest.Options{Faults: refreshtest.Faults{Latency: 100 * time.Millisecond}})
+	hold, release := holdGranted(t, nil)
+	srv := newServer(t, refreshtest.Options{Faults: refreshtest.Faults{Latency: 100 * time.Millisecond}, OnTokenRequest: hold})
 	tok := srv.Token()
 	c := &http.Client{Timeout: 30 * time.Millisecond}
-	if _, err := c.Do(formRequest(t, srv, refreshForm(tok.RefreshToken))); err == nil {
+	_, err := c.Do(formRequest(t, srv, refreshForm(tok.RefreshToken)))
+	release()
+	if err == nil {
 		t.Fatalf("got an answer, want a client timeout")
 	}
 	waitFor(t, "the refresh was granted", func() bool { return srv.Stats().Refreshes == 1 })
@@ -156,13 +161,9 @@ func TestFaultHang(t *testing.T) {
 	tok := srv.Token()
 
 	c := &http.Client{Timeout: 100 * time.Millisecond}
-	start := time.Now()
 	_, err := c.Do(formRequest(t, srv, refreshForm(tok.RefreshToken)))
 	if err == nil || !isTimeout(err) {
 		t.Errorf("got %v, want a client timeout", err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("the client gave up after %v, want about 100ms", d)
 	}
 
 	// A request without a timeout hangs until Close, which does not wait
@@ -180,7 +181,7 @@ func TestFaultHang(t *testing.T) {
 	go func() { srv.Close(); close(closed) }()
 	select {
 	case <-closed:
-	case <-time.After(2 * time.Second):
+	case <-time.After(30 * time.Second): // a watchdog, not a measure
 		t.Fatal("Close blocked on a hanging request")
 	}
 	if err := <-done; err == nil {
