@@ -79,9 +79,9 @@ type Locker interface {
 //
 // The engine saves a refreshed token with CompareAndSwap whenever the store
 // has it and the engine knows what the store holds for the key, and with
-// Save otherwise (and in [Engine.SetToken]). A method promoted from an embedded field counts: a
-// wrapper that embeds a CompareAndSwapper and overrides only Save is
-// bypassed by the engine's saves.
+// Save otherwise (and in [Engine.SetToken]). A method promoted from an
+// embedded field counts: a wrapper that embeds a CompareAndSwapper and
+// overrides only Save is bypassed by the engine's saves.
 type CompareAndSwapper interface {
 	TokenStore
 
