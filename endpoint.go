@@ -91,7 +91,8 @@ type FormEndpoint struct {
 	HTTPClient *http.Client
 	// AllowHTTP permits an http:// TokenURL to a host that is not
 	// loopback. Optional; the refresh token and the secret then cross the
-	// network in clear text.
+	// network in clear text. Config.OAuth2 has no such option: set
+	// Config.Endpoint to a FormEndpoint with the same settings instead.
 	AllowHTTP bool
 }
 
@@ -160,7 +161,7 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 }
 
 func (f *FormEndpoint) validate() error {
-	if err := checkURL(f.TokenURL, f.AllowHTTP); err != nil {
+	if err := checkURL(f.TokenURL, f.AllowHTTP, "set FormEndpoint.AllowHTTP"); err != nil {
 		return err
 	}
 	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
@@ -198,7 +199,7 @@ func (j *JSONEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 }
 
 func (j *JSONEndpoint) validate() error {
-	if err := checkURL(j.URL, j.AllowHTTP); err != nil {
+	if err := checkURL(j.URL, j.AllowHTTP, "set JSONEndpoint.AllowHTTP"); err != nil {
 		return err
 	}
 	return checkClient(j.HTTPClient)
@@ -287,8 +288,9 @@ func copyHeader(dst, src http.Header) {
 }
 
 // checkURL refuses URLs that would send the refresh token in clear text
-// across a network.
-func checkURL(raw string, allowHTTP bool) error {
+// across a network. optIn is the advice for an http:// URL to a host that
+// is not loopback: how the configuration in use allows it.
+func checkURL(raw string, allowHTTP bool, optIn string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return errors.New("token endpoint URL is not an absolute URL")
@@ -300,7 +302,7 @@ func checkURL(raw string, allowHTTP bool) error {
 		if allowHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return errors.New("token endpoint URL uses http:// to a host that is not loopback; use https or set AllowHTTP")
+		return errors.New("token endpoint URL uses http:// to a host that is not loopback; use https or " + optIn)
 	}
 	return errors.New("token endpoint URL must be https")
 }
@@ -335,6 +337,14 @@ func httpClient(c *http.Client) *http.Client {
 	return &cc
 }
 
+// oauth2HTTPAdvice is how a Config.OAuth2 user reaches a token endpoint
+// over http:// to a host that is not loopback. Config has no AllowHTTP of
+// its own: sending the refresh token and the client secret in clear text
+// takes an explicit FormEndpoint, which holds every setting Config.OAuth2
+// and Config.HTTPClient give.
+const oauth2HTTPAdvice = "set Config.Endpoint instead of Config.OAuth2, to a *refresh.FormEndpoint " +
+	"with AllowHTTP and the same TokenURL, ClientID, ClientSecret, Auth and HTTPClient"
+
 // oauth2Endpoint turns an x/oauth2 configuration into a FormEndpoint.
 func oauth2Endpoint(conf *oauth2.Config, hc *http.Client) (*FormEndpoint, error) {
 	var auth ClientAuth
@@ -343,6 +353,11 @@ func oauth2Endpoint(conf *oauth2.Config, hc *http.Client) (*FormEndpoint, error)
 		return nil, errors.New("refresh: Config needs OAuth2 or Endpoint")
 	case conf.Endpoint.TokenURL == "":
 		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL is empty")
+	}
+	if err := checkURL(conf.Endpoint.TokenURL, false, oauth2HTTPAdvice); err != nil {
+		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL: " + err.Error())
+	}
+	switch {
 	case conf.Endpoint.AuthStyle == oauth2.AuthStyleInParams:
 		auth = AuthInBody
 	case conf.Endpoint.AuthStyle == oauth2.AuthStyleInHeader:

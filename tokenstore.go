@@ -19,6 +19,12 @@ var ErrNotFound = errors.New("refresh: no token stored for this key")
 // Implementations must be safe for concurrent use. The engine calls them
 // with a context that carries its own deadline (the refresh timeout); a store
 // should honour it.
+//
+// A store that is also a [CompareAndSwapper] gets refreshed tokens through
+// CompareAndSwap, not Save. A type that embeds one (such as [MemoryStore])
+// and overrides Save must therefore override CompareAndSwap too, or the
+// engine's saves bypass the override through the promoted method; see
+// [MemoryStore] (example "wrapping").
 type TokenStore interface {
 	// Load returns the token stored for key. If there is none, Load returns
 	// an error for which errors.Is(err, ErrNotFound) is true; any other
@@ -70,6 +76,12 @@ type Locker interface {
 // A CompareAndSwapper is a [TokenStore] that can replace a token only if
 // it is still the one the caller read, so that a writer that lost its lock
 // (paused past a lease, slow) can never overwrite a newer token.
+//
+// The engine saves a refreshed token with CompareAndSwap whenever the store
+// has it and the engine knows what the store holds for the key, and with
+// Save otherwise (and in [Engine.SetToken]). A method promoted from an
+// embedded field counts: a wrapper that embeds a CompareAndSwapper and
+// overrides only Save is bypassed by the engine's saves.
 type CompareAndSwapper interface {
 	TokenStore
 
@@ -94,6 +106,12 @@ func SameToken(a, b *oauth2.Token) bool {
 // MemoryStore is a [TokenStore] that keeps tokens in memory, for programs
 // that do not need tokens to survive a restart and for tests. Its zero value
 // is an empty store ready to use.
+//
+// MemoryStore is a [CompareAndSwapper]. A type that embeds it to add to its
+// writes must override CompareAndSwap as well as Save: the engine saves
+// refreshed tokens with CompareAndSwap, which is otherwise promoted from
+// MemoryStore and skips the overridden Save. Alternatively hold the
+// MemoryStore in a named field and implement only Load and Save.
 type MemoryStore struct {
 	mu sync.RWMutex             // protects m
 	m  map[string]*oauth2.Token // key → private copy of the token

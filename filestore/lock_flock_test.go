@@ -89,12 +89,13 @@ func TestLockDeadline(t *testing.T) {
 	unlock := mustLock(t, s, "k")
 	defer unlock()
 
-	const wait = 100 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	// Lock waits for as long as its context lasts, and gives up when it
+	// ends. Whether it gave up too early is told by the context, not by a
+	// clock: the deadline was set before Lock was called, so on a loaded
+	// machine less than the timeout may be left by then.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	unlock2, err := s.Lock(ctx, "k")
-	elapsed := time.Since(start)
 	if err == nil {
 		unlock2()
 		t.Fatal("Lock of a held key: got nil error")
@@ -102,8 +103,8 @@ func TestLockDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Lock of a held key: got %v, want context.DeadlineExceeded", err)
 	}
-	if elapsed < wait || elapsed > wait+2*time.Second {
-		t.Errorf("Lock gave up after %v, want about %v", elapsed, wait)
+	if ctx.Err() == nil {
+		t.Errorf("Lock of a held key gave up before its context ended: %v", err)
 	}
 
 	// An already cancelled context fails at once, even for a free key.

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/oauthkit/refresh/refreshtest"
 )
@@ -171,20 +170,22 @@ func TestTokenEventsHeaderAndReentry(t *testing.T) {
 }
 
 // TestTokenEventsConcurrentLoser: the loser of two concurrent refreshes is
-// refused with invalid_request.
+// refused with invalid_request. The winner is held in flight until the
+// loser is answered, so that they overlap however slow the machine is.
 func TestTokenEventsConcurrentLoser(t *testing.T) {
 	t.Parallel()
 	var rec recorder
-	srv := newServer(t, refreshtest.Options{OnTokenRequest: rec.add, ConcurrentLoserInvalidRequest: true,
-		Faults: refreshtest.Faults{Latency: 200 * time.Millisecond}})
+	hold, release := holdGranted(t, rec.add)
+	srv := newServer(t, refreshtest.Options{OnTokenRequest: hold, ConcurrentLoserInvalidRequest: true})
 	rt := srv.Token().RefreshToken
 	var wg sync.WaitGroup
 	wg.Go(func() { postRefresh(t, srv, rt) })
 	waitFor(t, "the first request arrived", func() bool { return srv.Stats().TokenRequests == 1 })
 	postRefresh(t, srv, rt)
+	release()
 	wg.Wait()
 	evs := rec.take()
-	// Both wait out the latency, so either may be decided first.
+	// Either may be decided first.
 	slices.SortFunc(evs, func(a, b refreshtest.TokenEvent) int { return int(a.Kind) - int(b.Kind) })
 	got := briefs(evs)
 	if want := "TokenGranted 1/0→1; TokenRefused 1/0 invalid_request"; got != want {

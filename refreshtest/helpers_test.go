@@ -118,16 +118,39 @@ func apiStatus(t *testing.T, srv *refreshtest.Server, at string) int {
 	return api(t, srv, http.MethodGet, "/resource", at, "").status
 }
 
-// waitFor polls cond until it holds, failing the test after 5 s.
+// waitFor polls cond until it holds, failing the test after 30 s: a
+// watchdog against a hang, long enough for a loaded machine, not a measure
+// of speed.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// holdGranted returns an Options.OnTokenRequest hook that holds the answer
+// to every granted refresh (it waits with the request still in flight)
+// until release is called, and calls next, if not nil, with every event.
+// release is also called when the test ends, before the server is closed
+// (which waits for the requests it holds).
+func holdGranted(t *testing.T, next func(refreshtest.TokenEvent)) (hook func(refreshtest.TokenEvent), release func()) {
+	held := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release)
+	hook = func(ev refreshtest.TokenEvent) {
+		if next != nil {
+			next(ev)
+		}
+		if ev.Kind == refreshtest.TokenGranted {
+			<-held
+		}
+	}
+	return hook, release
 }
 
 // clock is a fake clock for Options.Now.

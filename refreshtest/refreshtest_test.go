@@ -647,10 +647,13 @@ func TestJSONDialect(t *testing.T) {
 
 // TestConcurrentLoser holds a refresh in flight and sends the same refresh
 // token again: the second request loses with invalid_request, the first
-// wins, and retrying the loser's token afterwards is a reuse.
+// wins, and retrying the loser's token afterwards is a reuse. The first is
+// held until the second is answered, not for a time, so that a slow machine
+// cannot make them one after the other.
 func TestConcurrentLoser(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t, refreshtest.Options{ConcurrentLoserInvalidRequest: true, Faults: refreshtest.Faults{Latency: 200 * time.Millisecond}})
+	hold, release := holdGranted(t, nil)
+	srv := newServer(t, refreshtest.Options{ConcurrentLoserInvalidRequest: true, OnTokenRequest: hold})
 	tok := srv.Token()
 	first := make(chan reply, 1)
 	go func() { first <- postRefresh(t, srv, tok.RefreshToken) }()
@@ -660,11 +663,11 @@ func TestConcurrentLoser(t *testing.T) {
 	if loser.status != 400 || loser.code() != "invalid_request" || !strings.Contains(loser.str("error_description"), "retry") {
 		t.Errorf("loser: got %d %s, want 400 invalid_request, please retry", loser.status, loser.body)
 	}
+	release()
 	winner := <-first
 	if winner.status != 200 {
 		t.Fatalf("winner: got %d %s, want 200", winner.status, winner.body)
 	}
-	srv.SetFaults(refreshtest.Faults{})
 	if r := postRefresh(t, srv, tok.RefreshToken); r.code() != "invalid_grant" {
 		t.Errorf("the loser retries: got %d %s, want invalid_grant (a reuse)", r.status, r.body)
 	}

@@ -57,6 +57,18 @@
 // backend shared by concurrent test runs should be given a private
 // namespace by newStore.
 //
+// # Stores that embed another
+//
+// A store that embeds a [refresh.CompareAndSwapper] (such as
+// [refresh.MemoryStore], or a store of another package) gets its
+// CompareAndSwap by promotion, and the engine saves refreshed tokens with
+// CompareAndSwap, not Save. Overriding only Save to add to the writes (a
+// copy, a notification, a metric) is then bypassed by the engine, and Run
+// cannot tell: the promoted CompareAndSwap still conforms. Override both, or
+// hold the inner store in a named field and implement only Load and Save.
+// The example "wrapping" of [refresh.MemoryStore] shows the first way and
+// the trap.
+//
 // # Fault injection
 //
 // [Faults] wraps any store (keeping exactly its capabilities) and injects
