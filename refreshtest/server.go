@@ -36,6 +36,7 @@ type Server struct {
 	inflight  map[string]int // refresh token → requests being handled
 	faults    Faults
 	faultDebt float64 // share of a failure owed to the next request; see fail
+	gate      *Gate   // holds arriving token requests; nil: none
 	stats     Stats
 }
 

@@ -72,6 +72,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var ev TokenEvent
 	ev.Grant, ev.Pair = s.pairOf(req.rt)
+	gate := s.gate
+	if gate != nil {
+		gate.arrive()
+	}
 	s.mu.Unlock()
 	if tracked {
 		defer func() {
@@ -83,8 +87,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 
-	if !s.wait(f.Latency) {
+	if gate != nil && !gate.wait(s.closing) {
 		panic(http.ErrAbortHandler) // closing: abandon the request unanswered
+	}
+	if !s.wait(f.Latency) {
+		panic(http.ErrAbortHandler)
 	}
 	var a answer
 	if handled {
