@@ -72,6 +72,14 @@
 // rotation and account for every lost token family. Events name tokens by
 // grant and pair number, never by value.
 //
+// # Without a network
+//
+// [Server.Transport] serves both hosts in memory, for testing/synctest
+// bubbles (a network round trip stops their fake clock) and for tests that
+// need to know what happened to a request as soon as RoundTrip returns.
+// [Server.Current] tells the token a client of a grant should hold now, to
+// compare with what the client stored.
+//
 // # Counters and determinism
 //
 // All state is behind one mutex and every counter in [Stats] is exact,

@@ -46,11 +46,13 @@ type grant struct {
 	id      int
 	n       int            // token pairs issued; the login's is 0
 	access  []*accessToken // issued, oldest first
+	refresh string         // the newest refresh token issued
 	revoked bool           // by a reuse, Revoke or RevokeGrants
 }
 
 type accessToken struct {
 	g       *grant
+	value   string
 	expiry  time.Time // zero: never expires
 	revoked bool
 }
@@ -200,11 +202,11 @@ func (s *Server) issueAccess(g *grant, now time.Time) (string, *accessToken) {
 			old.revoked = true
 		}
 	}
-	a := &accessToken{g: g}
+	v := tokenValue("at", g)
+	a := &accessToken{g: g, value: v}
 	if s.opts.Lifetime > 0 {
 		a.expiry = now.Add(s.opts.Lifetime)
 	}
-	v := tokenValue("at", g)
 	s.access[v] = a
 	g.access = append(g.access, a)
 	return v, a
@@ -219,6 +221,7 @@ func (s *Server) issueRefresh(g *grant, now time.Time) (string, *refreshToken) {
 	}
 	v := tokenValue("rt", g)
 	s.refresh[v] = r
+	g.refresh = v
 	return v, r
 }
 
@@ -265,6 +268,34 @@ func (s *Server) Revoke(token string) bool {
 		return true
 	}
 	return false
+}
+
+// Current returns the token that a client of token's grant holds if it
+// followed every answer of the server: the newest access token issued to
+// the grant, with its expiry, and the newest refresh token (with
+// RotateNever and RotateSame, the login's), in the form [Server.Token]
+// returns them. token is any access or refresh token the grant was issued,
+// spent or not. Current returns nil if the server did not issue token or
+// its grant was revoked. A test compares it with what its client stored.
+func (s *Server) Current(token string) *oauth2.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var g *grant
+	if a, ok := s.access[token]; ok {
+		g = a.g
+	} else if r, ok := s.refresh[token]; ok {
+		g = r.g
+	}
+	if g == nil || g.revoked {
+		return nil
+	}
+	a := g.access[len(g.access)-1]
+	tok := &oauth2.Token{AccessToken: a.value, TokenType: "Bearer", RefreshToken: g.refresh}
+	if !a.expiry.IsZero() {
+		tok.Expiry = a.expiry
+		tok.ExpiresIn = s.expiresIn()
+	}
+	return tok
 }
 
 // SetFaults replaces the faults injected into token requests from now on,
