@@ -67,6 +67,9 @@ type refreshToken struct {
 	spent  time.Time
 	answer []byte
 	next   *refreshToken
+	// refused, if set, is how the token is refused when it is presented
+	// live (RefuseRefreshTokens).
+	refused *oauthError
 }
 
 // Stats are the server's counters since it started. They are exact: every
@@ -168,9 +171,10 @@ func (s *Server) Config() *oauth2.Config {
 // ExpiresIn unless tokens never expire.
 //
 // Token values look like "at-1-0-…" and "rt-1-0-…" (grant 1, pair 0),
-// followed by 16 random hex digits, so that they are readable in failure
-// messages but cannot be hardcoded by a test. Every call starts another
-// grant: one per user or per key of a multi-user test.
+// followed by 16 random hex digits (and Options.RefreshTokenSuffix), so
+// that they are readable in failure messages but cannot be hardcoded by a
+// test. Every call starts another grant: one per user or per key of a
+// multi-user test.
 func (s *Server) Token() *oauth2.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -219,7 +223,7 @@ func (s *Server) issueRefresh(g *grant, now time.Time) (string, *refreshToken) {
 	if s.opts.RefreshLifetime > 0 {
 		r.expiry = now.Add(s.opts.RefreshLifetime)
 	}
-	v := tokenValue("rt", g)
+	v := tokenValue("rt", g) + s.opts.RefreshTokenSuffix
 	s.refresh[v] = r
 	g.refresh = v
 	return v, r
@@ -296,6 +300,29 @@ func (s *Server) Current(token string) *oauth2.Token {
 		tok.ExpiresIn = s.expiresIn()
 	}
 	return tok
+}
+
+// RefuseRefreshTokens makes the token endpoint refuse every refresh token
+// issued so far that is still live, from now on, with the OAuth error code
+// and the error_description given, in the Options.Errors style: a provider's
+// documented answer to an expired refresh token ("invalid_grant",
+// "Refresh token has expired or is invalid."), or to one it does not
+// accept for another reason ("invalid_request", "Missing refresh
+// token."). The status is that of the code (400; 401 for invalid_client).
+// Access tokens stay valid, and so do the tokens of later logins; a spent
+// refresh token is still a reuse. It panics if code is empty.
+func (s *Server) RefuseRefreshTokens(code, description string) {
+	if code == "" {
+		panic("refreshtest: RefuseRefreshTokens without an error code")
+	}
+	e := &oauthError{code: code, desc: description}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.refresh {
+		if r.spent.IsZero() && !r.g.revoked {
+			r.refused = e
+		}
+	}
 }
 
 // SetFaults replaces the faults injected into token requests from now on,
