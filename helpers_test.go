@@ -1,5 +1,7 @@
 package refresh
 
+// The helpers of this package's tests.
+
 import (
 	"bytes"
 	"context"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -259,4 +262,136 @@ func (f *fakeStore) failSaves(err error) {
 		return
 	}
 	f.saveErr.Store(&err)
+}
+
+// apiStub answers like as.serveAPI, in memory, with a hook that runs
+// before the token is checked. It lets a test hold requests at a barrier.
+func apiStub(as *authServer, before func(r *http.Request)) stubRT {
+	return func(r *http.Request) (*http.Response, error) {
+		if before != nil {
+			before(r)
+		}
+		as.mu.Lock()
+		ok := as.access != "" && r.Header.Get("Authorization") == "Bearer "+as.access
+		as.mu.Unlock()
+		if !ok {
+			as.served401.Add(1)
+			return response(r, 401, http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}, "no"), nil
+		}
+		return response(r, 200, nil, "ok"), nil
+	}
+}
+
+// fakeAS is an in-memory token endpoint and API for synctest bubbles,
+// where real network I/O would stop the fake clock.
+type fakeAS struct {
+	mu       sync.Mutex
+	life     time.Duration // access-token lifetime
+	access   string
+	expiry   time.Time
+	refresh  string
+	n        int
+	calls    int  // token-endpoint calls
+	rejected int  // API 401s
+	reject   bool // answer invalid_grant
+	down     bool // answer 503
+}
+
+func (f *fakeAS) endpoint(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.down {
+		return nil, &Error{StatusCode: 503}
+	}
+	if f.reject || tok.RefreshToken != f.refresh {
+		return nil, &Error{StatusCode: 400, Code: "invalid_grant"}
+	}
+	f.n++
+	f.access, f.refresh = fmt.Sprintf("at%d", f.n), fmt.Sprintf("rt%d", f.n)
+	f.expiry = time.Now().Add(f.life)
+	return &oauth2.Token{AccessToken: f.access, RefreshToken: f.refresh, Expiry: f.expiry, ExpiresIn: int64(f.life / time.Second)}, nil
+}
+
+func (f *fakeAS) first() *oauth2.Token {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.access, f.refresh, f.expiry = "at0", "rt0", time.Now().Add(f.life)
+	return &oauth2.Token{AccessToken: f.access, RefreshToken: f.refresh, Expiry: f.expiry, ExpiresIn: int64(f.life / time.Second)}
+}
+
+func (f *fakeAS) api(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.Header.Get("Authorization") != "Bearer "+f.access || !time.Now().Before(f.expiry) {
+		f.rejected++
+		return response(r, 401, http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}, ""), nil
+	}
+	return response(r, 200, nil, "ok"), nil
+}
+
+func newJSONServer(t *testing.T, status int, body string, calls *atomic.Int64) string {
+	t.Helper()
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	})
+	return srv + "/token"
+}
+
+func newServer(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// lockingStore is a MemoryStore with a per-key Locker, standing in for a
+// store shared by several processes (each engine plays one process).
+type lockingStore struct {
+	MemoryStore
+	mu      sync.Mutex
+	locks   map[string]chan struct{}
+	held    atomic.Int64 // holders right now
+	maxHeld atomic.Int64
+	lockErr error
+}
+
+func (s *lockingStore) Lock(ctx context.Context, key string) (func(), error) {
+	if s.lockErr != nil {
+		return nil, s.lockErr
+	}
+	s.mu.Lock()
+	if s.locks == nil {
+		s.locks = map[string]chan struct{}{}
+	}
+	ch, ok := s.locks[key]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		s.locks[key] = ch
+	}
+	s.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if n := s.held.Add(1); n > s.maxHeld.Load() {
+		s.maxHeld.Store(n)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.held.Add(-1); <-ch }) }, nil
 }
