@@ -22,8 +22,7 @@ import (
 // request with the stored token, a rejected token refreshed once, the
 // rotated token persisted, no reuse.
 func TestSmoke(t *testing.T) {
-	srv := refreshtest.NewServer(refreshtest.Options{})
-	defer srv.Close()
+	srv := newServer(t, refreshtest.Options{})
 	store := new(MemoryStore)
 	e, err := New(Config{OAuth2: srv.Config(), Store: store})
 	if err != nil {
@@ -90,8 +89,7 @@ func TestNoStoredToken(t *testing.T) {
 // TestTokenSource: the oauth2.TokenSource adapter serves the engine's
 // token and refreshes with no captured context.
 func TestTokenSource(t *testing.T) {
-	as := newAuthServer(t)
-	as.expires = 3600
+	as := newServer(t, refreshtest.Options{Lifetime: time.Hour})
 	e := newEngine(t, as, Config{})
 	ts := e.TokenSource("")
 	tok, err := ts.Token()
@@ -104,29 +102,29 @@ func TestTokenSource(t *testing.T) {
 	if err != nil || tok2.AccessToken == tok.AccessToken || tok2.AccessToken != as.token().AccessToken {
 		t.Fatalf("after expiry Token() = %v, %v; want a refreshed token", tok2, err)
 	}
-	if as.refreshes.Load() != 1 {
-		t.Errorf("refreshes = %d, want 1", as.refreshes.Load())
+	if n := as.Stats().TokenRequests; n != 1 {
+		t.Errorf("refreshes = %d, want 1", n)
 	}
 }
 
 // TestNoRotationKeepsRefreshToken: a response without refresh_token
 // (Google, WSO2 with renewal off) keeps the old refresh token.
 func TestNoRotationKeepsRefreshToken(t *testing.T) {
-	as := newAuthServer(t)
-	as.noRotate = true
-	e := newEngine(t, as, Config{})
+	as := newServer(t, refreshtest.Options{Rotation: refreshtest.RotateNever})
+	store := new(MemoryStore)
+	e := newEngine(t, as, Config{Store: store})
 	first := as.token().RefreshToken
 	for range 2 {
 		if _, err := e.Refresh(t.Context(), "", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stored, _ := e.store.Load(t.Context(), DefaultKey)
+	stored, _ := store.Load(t.Context(), DefaultKey)
 	if stored.RefreshToken != first {
 		t.Errorf("stored refresh token %q, want the original %q", stored.RefreshToken, first)
 	}
-	if as.refreshes.Load() != 2 {
-		t.Errorf("refreshes = %d, want 2", as.refreshes.Load())
+	if n := as.Stats().TokenRequests; n != 2 {
+		t.Errorf("refreshes = %d, want 2", n)
 	}
 }
 
@@ -150,9 +148,8 @@ func TestResponseVariants(t *testing.T) {
 		{"expires_in huge", `"token_type":"Bearer","expires_in":99999999999`, "Bearer AT", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var calls atomic.Int64
-			tokenURL := newJSONServer(t, 200, `{"access_token":"AT","refresh_token":"RT2",`+tc.extra+`}`, &calls)
-			e, _ := New(Config{OAuth2: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}})
+			srv := fixed(200, http.Header{"Content-Type": {"application/json"}}, `{"access_token":"AT","refresh_token":"RT2",`+tc.extra+`}`)
+			e, _ := New(Config{OAuth2: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{TokenURL: srv.url(t), AuthStyle: oauth2.AuthStyleInParams}}})
 			e.SetToken(t.Context(), "", &oauth2.Token{RefreshToken: "RT"})
 			var sent []string
 			c := &http.Client{Transport: &Transport{Engine: e, Base: stubRT(func(r *http.Request) (*http.Response, error) {
@@ -164,8 +161,8 @@ func TestResponseVariants(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if calls.Load() != 1 {
-				t.Errorf("refreshes = %d, want 1 (a bad expiry must not cause a refresh per request)", calls.Load())
+			if srv.count() != 1 {
+				t.Errorf("refreshes = %d, want 1 (a bad expiry must not cause a refresh per request)", srv.count())
 			}
 			for _, got := range sent {
 				if got != tc.wantAuth {
@@ -182,12 +179,12 @@ func TestResponseVariants(t *testing.T) {
 
 // TestRefreshedHook: Refreshed fires once per refresh with the key.
 func TestRefreshedHook(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	var keys []string
 	var mu sync.Mutex
 	e := newEngine(t, as, Config{Hooks: Hooks{Refreshed: func(k string) { mu.Lock(); keys = append(keys, k); mu.Unlock() }}})
 	e.Refresh(t.Context(), "", nil)
-	e.flushEvents(nil) // hooks run on the event goroutine
+	FlushEvents(e) // hooks run on the event goroutine
 	mu.Lock()
 	defer mu.Unlock()
 	if len(keys) != 1 || keys[0] != DefaultKey {
@@ -214,14 +211,14 @@ func TestSkewClamp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _ := New(Config{Endpoint: EndpointFunc(nil), ExpirySkew: tc.skew})
 			tc.tok.AccessToken = "a"
-			s := e.newSnapshot("k", &tc.tok)
+			refreshAt := refreshAtOf(e, "k", &tc.tok)
 			if tc.noClock {
-				if !s.refreshAt.IsZero() {
-					t.Errorf("refreshAt = %v, want zero", s.refreshAt)
+				if !refreshAt.IsZero() {
+					t.Errorf("refreshAt = %v, want zero", refreshAt)
 				}
 				return
 			}
-			if got := s.refreshAt.Sub(tc.tok.Expiry); got != tc.wantAt {
+			if got := refreshAt.Sub(tc.tok.Expiry); got != tc.wantAt {
 				t.Errorf("refreshAt - expiry = %v, want %v", got, tc.wantAt)
 			}
 		})
@@ -232,14 +229,14 @@ func TestSkewClamp(t *testing.T) {
 // refreshed at half its lifetime (the 60 s skew clamped), not on every
 // request, and never lets a request hit an expired token.
 func TestShortTokenSteadyTraffic(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: 3 * time.Second, OneAccessTokenPerGrant: true}) // listens: outside the bubble
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeAS{life: 3 * time.Second}
-		e, err := New(Config{Endpoint: EndpointFunc(f.endpoint)})
+		e, err := New(Config{Endpoint: memEndpoint(srv)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.SetToken(t.Context(), "", f.first())
-		c := &http.Client{Transport: &Transport{Engine: e, Base: stubRT(f.api)}}
+		e.SetToken(t.Context(), "", srv.Token()) // expires in 3 s on the bubble's clock
+		c := &http.Client{Transport: &Transport{Engine: e, Base: &apiStub{srv: srv}}}
 		start := time.Now()
 		requests := 0
 		for time.Since(start) < 30*time.Second {
@@ -250,11 +247,12 @@ func TestShortTokenSteadyTraffic(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		// Refreshes at 1.5 s, 3 s, ... 28.5 s.
-		if f.calls != 19 {
-			t.Errorf("refreshes = %d over 30 s with a 3 s token, want 19", f.calls)
+		st := srv.Stats()
+		if st.TokenRequests != 19 {
+			t.Errorf("refreshes = %d over 30 s with a 3 s token, want 19", st.TokenRequests)
 		}
-		if f.rejected != 0 {
-			t.Errorf("401s = %d, want 0", f.rejected)
+		if st.Served401 != 0 {
+			t.Errorf("401s = %d, want 0", st.Served401)
 		}
 		if requests != 300 {
 			t.Errorf("requests = %d, want 300", requests)
@@ -267,15 +265,15 @@ func TestShortTokenSteadyTraffic(t *testing.T) {
 // every few seconds rather than on every request, and requests fail only
 // once the token has really expired.
 func TestEarlyRefreshFailure(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour, OneAccessTokenPerGrant: true})
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeAS{life: time.Hour}
 		// One attempt per refresh, so that the count below is about
 		// refreshes; TestTemporaryRetries covers the attempts.
-		e, _ := New(Config{Endpoint: EndpointFunc(f.endpoint), RefreshAttempts: 1})
-		e.SetToken(t.Context(), "", f.first())
+		e, _ := New(Config{Endpoint: memEndpoint(srv), RefreshAttempts: 1})
+		e.SetToken(t.Context(), "", srv.Token())
 		expiry := time.Now().Add(time.Hour)
-		f.down = true
-		c := &http.Client{Transport: &Transport{Engine: e, Base: stubRT(f.api)}}
+		srv.SetFaults(refreshtest.Faults{Rate: 1, Kind: refreshtest.FaultUnavailable}) // every refresh: 503
+		c := &http.Client{Transport: &Transport{Engine: e, Base: &apiStub{srv: srv}}}
 		time.Sleep(58 * time.Minute)
 		var okBefore, failedAfter, requests int
 		for time.Now().Before(expiry.Add(10 * time.Second)) {
@@ -297,8 +295,8 @@ func TestEarlyRefreshFailure(t *testing.T) {
 		// About one attempt per 5 s in the last minute, a few more as the
 		// expiry nears, then one per request once expired: far fewer than
 		// one per request.
-		if f.calls < 12 || f.calls > 25 {
-			t.Errorf("endpoint calls = %d for %d requests, want 12..25", f.calls, requests)
+		if calls := srv.Stats().TokenRequests; calls < 12 || calls > 25 {
+			t.Errorf("endpoint calls = %d for %d requests, want 12..25", calls, requests)
 		}
 	})
 }

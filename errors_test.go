@@ -12,11 +12,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
 
@@ -24,42 +24,47 @@ import (
 // then no token-endpoint call at all, however many requests follow, until
 // a new token is set.
 func TestReauthLatch(t *testing.T) {
-	for _, status := range []int{400, 500} { // gw2.me answers invalid_grant with 500
-		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			var calls atomic.Int64
-			tokenSrv := newJSONServer(t, status, `{"error":"invalid_grant","error_description":"expired"}`, &calls)
+	for _, tc := range []struct {
+		status int
+		style  refreshtest.ErrorStyle
+	}{
+		{400, refreshtest.ErrorsRFC},
+		{500, refreshtest.Errors500}, // gw2.me answers invalid_grant with 500
+	} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			srv := newServer(t, refreshtest.Options{Errors: tc.style, Auth: refreshtest.AuthBasic})
 			reauth := make(chan string, 10)
 			e, err := New(Config{
-				OAuth2: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{TokenURL: tokenSrv, AuthStyle: oauth2.AuthStyleInHeader}},
+				OAuth2: srv.Config(), // Basic credentials: oauth2.AuthStyleInHeader
 				Hooks:  Hooks{ReauthRequired: func(key string, err error) { reauth <- key }},
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "dead", RefreshToken: "rt"})
-			api := stubRT(func(r *http.Request) (*http.Response, error) {
-				return response(r, 401, nil, ""), nil
-			})
-			c := &http.Client{Transport: &Transport{Engine: e, Base: api}}
+			e.SetToken(t.Context(), "", srv.Token())
+			srv.RevokeAccessTokens()                            // the API rejects the token: a refresh is due
+			srv.RefuseRefreshTokens("invalid_grant", "expired") // and the refresh token is refused
+			c := &http.Client{Transport: &Transport{Engine: e, Base: &apiStub{srv: srv}}}
 			_, err = c.Get("http://api.test/")
 			if !errors.Is(err, ErrReauthRequired) {
 				t.Fatalf("first request: err = %v, want ErrReauthRequired", err)
 			}
 			var x *Error
-			if !errors.As(err, &x) || x.Code != "invalid_grant" || x.StatusCode != status || x.Temporary() {
-				t.Errorf("error details = %+v, want invalid_grant, status %d, not temporary", x, status)
+			if !errors.As(err, &x) || x.Code != "invalid_grant" || x.StatusCode != tc.status || x.Temporary() {
+				t.Errorf("error details = %+v, want invalid_grant, status %d, not temporary", x, tc.status)
 			}
-			if calls.Load() != 1 {
-				t.Fatalf("token-endpoint calls = %d, want 1", calls.Load())
+			if n := srv.Stats().TokenRequests; n != 1 {
+				t.Fatalf("token-endpoint calls = %d, want 1", n)
 			}
 			for range 100 {
 				if _, err := c.Get("http://api.test/"); !errors.Is(err, ErrReauthRequired) {
 					t.Fatalf("latched request: err = %v, want ErrReauthRequired", err)
 				}
 			}
-			if got := calls.Load(); got != 1 {
+			if got := srv.Stats().TokenRequests; got != 1 {
 				t.Errorf("token-endpoint calls after 100 latched requests = %d, want 1", got)
 			}
+			FlushEvents(e) // hooks run on the event goroutine: all calls are in reauth now
 			if got := <-reauth; got != DefaultKey {
 				t.Errorf("ReauthRequired hook key %q, want %q", got, DefaultKey)
 			}
@@ -68,9 +73,7 @@ func TestReauthLatch(t *testing.T) {
 			}
 
 			// A new login lifts the latch.
-			ok := stubRT(func(r *http.Request) (*http.Response, error) { return response(r, 200, nil, ""), nil })
-			c.Transport.(*Transport).Base = ok
-			if err := e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "new", RefreshToken: "rt2"}); err != nil {
+			if err := e.SetToken(t.Context(), "", srv.Token()); err != nil {
 				t.Fatal(err)
 			}
 			if code, _, err := get(t, c, "http://api.test/"); code != 200 {
@@ -84,12 +87,14 @@ func TestReauthLatch(t *testing.T) {
 // process put in the shared store, at most every few seconds, still
 // without calling the endpoint.
 func TestReauthRecheck(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour})
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeAS{life: time.Hour, reject: true}
 		store := new(MemoryStore)
-		e, _ := New(Config{Endpoint: EndpointFunc(f.endpoint), Store: store})
-		e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "x", RefreshToken: "old"})
-		if _, err := e.Refresh(t.Context(), "", &oauth2.Token{AccessToken: "x"}); !errors.Is(err, ErrReauthRequired) {
+		e, _ := New(Config{Endpoint: memEndpoint(srv), Store: store})
+		tok := srv.Token()
+		e.SetToken(t.Context(), "", tok)
+		srv.RevokeGrants() // every refresh is refused
+		if _, err := e.Refresh(t.Context(), "", tok); !errors.Is(err, ErrReauthRequired) {
 			t.Fatalf("err = %v, want ErrReauthRequired", err)
 		}
 		store.Save(t.Context(), DefaultKey, &oauth2.Token{AccessToken: "fresh", RefreshToken: "rt"})
@@ -101,8 +106,8 @@ func TestReauthRecheck(t *testing.T) {
 		if err != nil || tok.AccessToken != "fresh" {
 			t.Fatalf("after recheck: %v, %v; want the stored token", tok, err)
 		}
-		if f.calls != 1 {
-			t.Errorf("token-endpoint calls = %d, want 1", f.calls)
+		if n := srv.Stats().TokenRequests; n != 1 {
+			t.Errorf("token-endpoint calls = %d, want 1", n)
 		}
 	})
 }
@@ -110,21 +115,22 @@ func TestReauthRecheck(t *testing.T) {
 // TestTemporaryFailure: a 503 without an OAuth code is temporary and not
 // latched: after the cooldown the next request tries again.
 func TestTemporaryFailure(t *testing.T) {
-	var calls atomic.Int64
-	tokenURL := newJSONServer(t, 503, `<html>down</html>`, &calls)
-	e, _ := New(Config{RefreshAttempts: 1, OAuth2: &oauth2.Config{ClientID: "id", Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}})
-	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r", Expiry: time.Now().Add(-time.Minute)})
+	srv := newServer(t, refreshtest.Options{Faults: refreshtest.Faults{Rate: 1, Kind: refreshtest.FaultUnavailable}})
+	e, _ := New(Config{RefreshAttempts: 1, OAuth2: srv.Config()})
+	tok := srv.Token()
+	tok.Expiry = time.Now().Add(-time.Minute)
+	e.SetToken(t.Context(), "", tok)
 	for i := 1; i <= 2; i++ {
 		_, err := e.Token(t.Context(), "")
 		var x *Error
 		if !errors.As(err, &x) || !x.Temporary() || x.StatusCode != 503 || errors.Is(err, ErrReauthRequired) {
 			t.Fatalf("attempt %d: err = %v, want temporary 503", i, err)
 		}
-		if got := calls.Load(); got != int64(i) {
+		if got := srv.Stats().TokenRequests; got != i {
 			t.Errorf("endpoint calls = %d, want %d", got, i)
 		}
-		if x.BodySnippet != "down" {
-			t.Errorf("BodySnippet = %q, want %q", x.BodySnippet, "down")
+		if want := "Service Unavailable"; x.BodySnippet != want { // refreshtest's text/plain 503 page
+			t.Errorf("BodySnippet = %q, want %q", x.BodySnippet, want)
 		}
 		time.Sleep(cooldown(x)) // let the cooldown pass
 	}
@@ -163,8 +169,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 		{302, `<a href="https://evil.test/?` + refresh + `">`},
 	}
 	for _, b := range bodies {
-		var calls atomic.Int64
-		tokenURL := newJSONServer(t, b.status, b.body, &calls)
+		tokenURL := fixed(b.status, http.Header{"Content-Type": {"application/json"}}, b.body).url(t)
 		store := new(fakeStore)
 		store.failSaves(errors.New("store down"))
 		e, _ := New(Config{
@@ -180,7 +185,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 		record(err)
 		_, err = e.Token(t.Context(), "")
 		record(err)
-		e.flushEvents(nil) // hooks run on the event goroutine
+		FlushEvents(e) // hooks run on the event goroutine
 	}
 	// A store that fails to load, and an endpoint that panics.
 	store := new(fakeStore)

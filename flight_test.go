@@ -14,29 +14,29 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
+	"github.com/oauthkit/refresh/refreshtest"
 )
 
 // TestStorm: 1,000 goroutines that all get a 401 for the same token cause
 // exactly one token-endpoint call, and every request succeeds.
 func TestStorm(t *testing.T) {
 	const n = 1000
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	as.revokeAccess()
+	as.RevokeAccessTokens()
 
 	// Every request with the revoked token waits until all n have been
 	// sent, so all n see their 401 at the same moment.
 	var arrived sync.WaitGroup
 	arrived.Add(n)
 	var once sync.Map
-	api := apiStub(as, func(r *http.Request) {
+	api := &apiStub{srv: as, before: func(r *http.Request) {
 		id := r.Header.Get("X-Id")
 		if _, seen := once.LoadOrStore(id, true); !seen {
 			arrived.Done()
 			arrived.Wait()
 		}
-	})
+	}}
 	c := &http.Client{Transport: &Transport{Engine: e, Base: api}}
 
 	var failed atomic.Int64
@@ -56,13 +56,14 @@ func TestStorm(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := as.refreshes.Load(); got != 1 {
+	st := as.Stats()
+	if got := st.TokenRequests; got != 1 {
 		t.Errorf("token-endpoint calls = %d, want 1", got)
 	}
 	if got := failed.Load(); got != 0 {
 		t.Errorf("failed requests = %d, want 0", got)
 	}
-	if got := as.served401.Load(); got != n {
+	if got := st.Served401; got != n {
 		t.Errorf("401s served = %d, want %d (each request once, no second 401)", got, n)
 	}
 }
@@ -71,21 +72,21 @@ func TestStorm(t *testing.T) {
 // token was already rotated is retried with the current token, with no
 // second refresh.
 func TestLate401(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	as.revokeAccess()
+	as.RevokeAccessTokens()
 
 	slowSent := make(chan struct{})
 	release := make(chan struct{})
 	var first sync.Once
-	api := apiStub(as, func(r *http.Request) {
+	api := &apiStub{srv: as, before: func(r *http.Request) {
 		if r.Header.Get("X-Slow") != "" {
 			first.Do(func() { // the slow request's first attempt only
 				close(slowSent)
 				<-release // answer only after the fast request refreshed
 			})
 		}
-	})
+	}}
 	c := &http.Client{Transport: &Transport{Engine: e, Base: api}}
 
 	slowDone := make(chan int)
@@ -109,10 +110,11 @@ func TestLate401(t *testing.T) {
 	if code := <-slowDone; code != 200 {
 		t.Errorf("slow request status %d, want 200", code)
 	}
-	if got := as.refreshes.Load(); got != 1 {
+	st := as.Stats()
+	if got := st.TokenRequests; got != 1 {
 		t.Errorf("token-endpoint calls = %d, want 1", got)
 	}
-	if got := as.reuses.Load(); got != 0 {
+	if got := st.Reuses; got != 0 {
 		t.Errorf("reuses = %d, want 0", got)
 	}
 }
@@ -120,7 +122,7 @@ func TestLate401(t *testing.T) {
 // TestEngineRefreshGeneration: Refresh for a token that is no longer the
 // current one returns the current one without calling the endpoint.
 func TestEngineRefreshGeneration(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
 	old, _ := e.Token(t.Context(), "")
 	n1, err := e.Refresh(t.Context(), "", old)
@@ -131,8 +133,8 @@ func TestEngineRefreshGeneration(t *testing.T) {
 	if err != nil || n2.AccessToken != n1.AccessToken {
 		t.Fatalf("late Refresh = %v, %v; want the current token", n2, err)
 	}
-	if as.refreshes.Load() != 1 {
-		t.Errorf("refreshes = %d, want 1", as.refreshes.Load())
+	if n := as.Stats().TokenRequests; n != 1 {
+		t.Errorf("refreshes = %d, want 1", n)
 	}
 }
 
@@ -140,16 +142,18 @@ func TestEngineRefreshGeneration(t *testing.T) {
 // then gives up gets ctx.Err() at once; the refresh completes, is saved,
 // and serves the next caller.
 func TestCancelledCallerDetachedRefresh(t *testing.T) {
-	as := newAuthServer(t)
-	as.hold = make(chan struct{})
-	e := newEngine(t, as, Config{})
+	as := newServer(t, refreshtest.Options{})
+	store := new(MemoryStore)
+	e := newEngine(t, as, Config{Store: store})
+	gate := as.Hold()
+	defer gate.Release()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
 		_, err := e.Refresh(ctx, "", as.token())
 		done <- err
 	}()
-	waitFor(t, func() bool { return as.refreshes.Load() == 1 })
+	waitFor(t, "the refresh reaches the token endpoint", func() bool { return gate.Held() == 1 })
 	cancel()
 	select {
 	case err := <-done:
@@ -160,9 +164,12 @@ func TestCancelledCallerDetachedRefresh(t *testing.T) {
 		t.Fatal("cancelled caller still waiting for the refresh")
 	}
 	first := as.token().AccessToken // the server rotates only once released
-	close(as.hold)
+	gate.Release()
 	// The refresh goes on without its caller and publishes the new token.
-	waitFor(t, func() bool { return e.entry(DefaultKey).cur.Load().tok.AccessToken != first })
+	waitFor(t, "the detached refresh publishes its token", func() bool {
+		tok, err := e.Token(context.Background(), "") // the token in memory: valid, so nothing is loaded or refreshed
+		return err == nil && tok.AccessToken != first
+	})
 	tok, err := e.Token(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +177,11 @@ func TestCancelledCallerDetachedRefresh(t *testing.T) {
 	if want := as.token(); tok.AccessToken != want.AccessToken {
 		t.Errorf("token after refresh %q, want %q", tok.AccessToken, want.AccessToken)
 	}
-	stored, _ := e.store.Load(context.Background(), DefaultKey)
+	stored, _ := store.Load(context.Background(), DefaultKey)
 	if stored.RefreshToken != as.token().RefreshToken {
 		t.Errorf("refresh was not persisted")
 	}
-	if got := as.refreshes.Load(); got != 1 {
+	if got := as.Stats().TokenRequests; got != 1 {
 		t.Errorf("token-endpoint calls = %d, want 1", got)
 	}
 }
@@ -182,9 +189,9 @@ func TestCancelledCallerDetachedRefresh(t *testing.T) {
 // TestRefreshTimeout: a refresh ends after RefreshTimeout even though no
 // caller gives up, and the error is temporary.
 func TestRefreshTimeout(t *testing.T) {
-	as := newAuthServer(t)
-	as.hold = make(chan struct{})
-	defer close(as.hold)
+	as := newServer(t, refreshtest.Options{})
+	gate := as.Hold()
+	defer gate.Release()
 	e := newEngine(t, as, Config{RefreshTimeout: 50 * time.Millisecond})
 	_, err := e.Refresh(context.Background(), "", as.token())
 	var x *Error
@@ -196,14 +203,14 @@ func TestRefreshTimeout(t *testing.T) {
 // TestHookMayCallEngine: a hook that asks the engine for the same key does
 // not deadlock on the flight that runs it.
 func TestHookMayCallEngine(t *testing.T) {
-	f := &fakeAS{life: time.Hour, reject: true}
+	as := newServer(t, refreshtest.Options{})
 	var e *Engine
 	done := make(chan error, 1)
-	e, _ = New(Config{Endpoint: EndpointFunc(f.endpoint), Hooks: Hooks{ReauthRequired: func(key string, err error) {
+	e = newEngine(t, as, Config{Hooks: Hooks{ReauthRequired: func(key string, err error) {
 		_, terr := e.Token(context.Background(), key)
 		done <- terr
 	}}})
-	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
+	as.RevokeGrants() // the refresh token is refused
 	if _, err := e.Refresh(t.Context(), "", nil); !errors.Is(err, ErrReauthRequired) {
 		t.Fatalf("err = %v, want ErrReauthRequired", err)
 	}

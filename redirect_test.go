@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
 
@@ -38,7 +39,7 @@ func (rec *trRecorder) got(path string) []string {
 // TestRedirectOtherHost pins that a redirect to another host:port is
 // followed but carries no token.
 func TestRedirectOtherHost(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
 	var rec trRecorder
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +69,7 @@ func TestRedirectOtherHost(t *testing.T) {
 // TestRedirectSameHost pins that a redirect to another path of the same
 // origin keeps the token.
 func TestRedirectSameHost(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
 	var rec trRecorder
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +97,7 @@ func TestRedirectSameHost(t *testing.T) {
 // TestRedirectHTTPSToHTTP pins that a redirect from an https API to a plain
 // http server is followed without the token.
 func TestRedirectHTTPSToHTTP(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
 	var rec trRecorder
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

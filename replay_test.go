@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
 
@@ -28,21 +29,21 @@ func TestReplayBodies(t *testing.T) {
 		body   func() io.Reader // nil: no body
 		want   string
 	}{
-		{"nil body", http.MethodGet, nil, ""},
+		{"nil body", http.MethodGet, nil, "ok"}, // the API's answer to GET; that the retry has no body is checked below
 		{"http.NoBody", http.MethodPost, func() io.Reader { return http.NoBody }, ""},
 		{"strings.Reader", http.MethodPost, func() io.Reader { return strings.NewReader("from strings") }, "from strings"},
 		{"bytes.Reader", http.MethodPut, func() io.Reader { return bytes.NewReader([]byte("from bytes")) }, "from bytes"},
 		{"bytes.Buffer", http.MethodPatch, func() io.Reader { return bytes.NewBufferString("from buffer") }, "from buffer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			as := newAuthServer(t)
+			as := newServer(t, refreshtest.Options{})
 			e := newEngine(t, as, Config{})
-			as.revokeAccess()
+			as.RevokeAccessTokens()
 			var body io.Reader
 			if tc.body != nil {
 				body = tc.body()
 			}
-			req, err := http.NewRequest(tc.method, as.apiSrv.URL, body)
+			req, err := http.NewRequest(tc.method, as.URL, body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,10 +54,13 @@ func TestReplayBodies(t *testing.T) {
 			if got := trReadBody(t, resp); resp.StatusCode != http.StatusOK || got != tc.want {
 				t.Errorf("got %d %q, want 200 %q", resp.StatusCode, got, tc.want)
 			}
-			if n := as.refreshes.Load(); n != 1 {
+			if sent := resp.Request; tc.body == nil && (sent.Body != nil && sent.Body != http.NoBody || sent.ContentLength != 0) {
+				t.Errorf("the retry of a request without a body carried one (ContentLength %d)", sent.ContentLength)
+			}
+			if n := as.Stats().TokenRequests; n != 1 {
 				t.Errorf("refreshes = %d, want 1", n)
 			}
-			if n := as.served401.Load(); n != 1 {
+			if n := as.Stats().Served401; n != 1 {
 				t.Errorf("API 401s = %d, want 1", n)
 			}
 		})
@@ -66,9 +70,9 @@ func TestReplayBodies(t *testing.T) {
 // TestReplayCustomGetBody pins that the retry takes its body from GetBody,
 // called exactly once, and that both bodies are closed.
 func TestReplayCustomGetBody(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	as.revokeAccess()
+	as.RevokeAccessTokens()
 	first := &countingBody{Reader: strings.NewReader("custom")}
 	var replays []*countingBody
 	req, err := http.NewRequest(http.MethodPost, "http://api.test/x", nil)
@@ -81,8 +85,8 @@ func TestReplayCustomGetBody(t *testing.T) {
 		replays = append(replays, b)
 		return b, nil
 	}
-	var calls atomic.Int64
-	resp, err := (&Transport{Engine: e, Base: trAPI(as, &calls)}).RoundTrip(req)
+	api := &apiStub{srv: as}
+	resp, err := (&Transport{Engine: e, Base: api}).RoundTrip(req)
 	if err != nil {
 		t.Fatalf("RoundTrip: %v", err)
 	}
@@ -95,7 +99,7 @@ func TestReplayCustomGetBody(t *testing.T) {
 	if a, b := first.closes.Load(), replays[0].closes.Load(); a != 1 || b != 1 {
 		t.Errorf("closes: original %d, replay %d; want 1 and 1", a, b)
 	}
-	if n := calls.Load(); n != 2 {
+	if n := api.calls.Load(); n != 2 {
 		t.Errorf("API calls = %d, want 2", n)
 	}
 }
@@ -105,12 +109,12 @@ func TestReplayCustomGetBody(t *testing.T) {
 // happens anyway, and that the next request uses the new token without
 // another refresh.
 func TestReplayNonReplayableBody(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	as.revokeAccess()
+	as.RevokeAccessTokens()
 	tr := &Transport{Engine: e}
 
-	req, err := http.NewRequest(http.MethodPost, as.apiSrv.URL, nil)
+	req, err := http.NewRequest(http.MethodPost, as.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,20 +123,20 @@ func TestReplayNonReplayableBody(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RoundTrip: err = %v, want nil with the 401", err)
 	}
-	if got := trReadBody(t, resp); resp.StatusCode != http.StatusUnauthorized || got != "token rejected" {
-		t.Errorf("got %d %q, want 401 %q", resp.StatusCode, got, "token rejected")
+	if got := trReadBody(t, resp); resp.StatusCode != http.StatusUnauthorized || got != revokedBody {
+		t.Errorf("got %d %q, want 401 %q", resp.StatusCode, got, revokedBody)
 	}
 	if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, "invalid_token") {
 		t.Errorf("WWW-Authenticate = %q, want the API's challenge", got)
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes = %d, want 1", n)
 	}
-	if n := as.served401.Load(); n != 1 {
+	if n := as.Stats().Served401; n != 1 {
 		t.Errorf("API 401s = %d, want 1 (no retry)", n)
 	}
 
-	req, err = http.NewRequest(http.MethodPost, as.apiSrv.URL, strings.NewReader("next"))
+	req, err = http.NewRequest(http.MethodPost, as.URL, strings.NewReader("next"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,10 +147,10 @@ func TestReplayNonReplayableBody(t *testing.T) {
 	if got := trReadBody(t, resp); resp.StatusCode != http.StatusOK || got != "next" {
 		t.Errorf("next request: got %d %q, want 200 %q", resp.StatusCode, got, "next")
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes after next request = %d, want 1", n)
 	}
-	if n := as.served401.Load(); n != 1 {
+	if n := as.Stats().Served401; n != 1 {
 		t.Errorf("API 401s after next request = %d, want 1", n)
 	}
 }
@@ -154,10 +158,10 @@ func TestReplayNonReplayableBody(t *testing.T) {
 // TestReplayGetBodyError pins that when GetBody fails the 401 is returned
 // intact with a nil error (after the one refresh).
 func TestReplayGetBodyError(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	as.revokeAccess()
-	req, err := http.NewRequest(http.MethodPost, as.apiSrv.URL, strings.NewReader("x"))
+	as.RevokeAccessTokens()
+	req, err := http.NewRequest(http.MethodPost, as.URL, strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,16 +174,16 @@ func TestReplayGetBodyError(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RoundTrip: err = %v, want nil with the 401", err)
 	}
-	if got := trReadBody(t, resp); resp.StatusCode != http.StatusUnauthorized || got != "token rejected" {
-		t.Errorf("got %d %q, want 401 %q", resp.StatusCode, got, "token rejected")
+	if got := trReadBody(t, resp); resp.StatusCode != http.StatusUnauthorized || got != revokedBody {
+		t.Errorf("got %d %q, want 401 %q", resp.StatusCode, got, revokedBody)
 	}
 	if n := getBodies.Load(); n != 1 {
 		t.Errorf("GetBody called %d times, want 1", n)
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes = %d, want 1", n)
 	}
-	if n := as.served401.Load(); n != 1 {
+	if n := as.Stats().Served401; n != 1 {
 		t.Errorf("API 401s = %d, want 1", n)
 	}
 }
@@ -188,7 +192,7 @@ func TestReplayGetBodyError(t *testing.T) {
 // retried request too, that second 401 is returned, with one refresh in all,
 // and the first 401's body is closed, not leaked.
 func TestReplaySecond401(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
 	var bodies []*countingBody
 	base := stubRT(func(r *http.Request) (*http.Response, error) {
@@ -215,7 +219,7 @@ func TestReplaySecond401(t *testing.T) {
 	if got := trReadBody(t, resp); resp.StatusCode != http.StatusUnauthorized || got != "rejection 2" {
 		t.Errorf("got %d %q, want 401 %q", resp.StatusCode, got, "rejection 2")
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes = %d, want 1", n)
 	}
 }
@@ -224,10 +228,11 @@ func TestReplaySecond401(t *testing.T) {
 // fails for a replayable request, the caller gets the refresh error (no
 // response) and the 401's body is closed.
 func TestReplayRefreshFailureDiscards401(t *testing.T) {
-	as := newAuthServer(t)
-	e := newEngine(t, as, Config{})
-	e.store.Save(context.Background(), DefaultKey, &oauth2.Token{AccessToken: "at-stale", RefreshToken: "rt-bogus"})
-	as.revokeAccess()
+	as := newServer(t, refreshtest.Options{})
+	store := new(MemoryStore)
+	e := newEngine(t, as, Config{Store: store})
+	store.Save(context.Background(), DefaultKey, &oauth2.Token{AccessToken: "at-stale", RefreshToken: "rt-bogus"})
+	as.RevokeAccessTokens()
 	var body *countingBody
 	base := stubRT(func(r *http.Request) (*http.Response, error) {
 		if body != nil {
@@ -248,7 +253,7 @@ func TestReplayRefreshFailureDiscards401(t *testing.T) {
 	if body == nil || body.closes.Load() != 1 {
 		t.Errorf("discarded 401 body not closed exactly once")
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes = %d, want 1", n)
 	}
 }

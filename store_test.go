@@ -25,8 +25,7 @@ import (
 // in the shared store (another process refreshed) and adopts it without
 // calling the endpoint.
 func TestAdoptFromStore(t *testing.T) {
-	srv := refreshtest.NewServer(refreshtest.Options{})
-	defer srv.Close()
+	srv := newServer(t, refreshtest.Options{})
 	store := new(MemoryStore)
 	store.Save(t.Context(), DefaultKey, srv.Token())
 	var clients []*http.Client
@@ -57,7 +56,7 @@ func TestAdoptFromStore(t *testing.T) {
 // failure is reported, the old refresh token is never sent again, and the
 // token is saved once the store works again.
 func TestSaveFailure(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	store := new(fakeStore)
 	var hookErrs atomic.Int64
 	logs := new(syncBuffer)
@@ -67,15 +66,15 @@ func TestSaveFailure(t *testing.T) {
 		Hooks:  Hooks{SaveFailed: func(key string, err error) { hookErrs.Add(1) }},
 	})
 	c := e.Client(nil)
-	get(t, c, as.apiSrv.URL)
+	get(t, c, as.URL)
 	old, _ := store.MemoryStore.Load(context.Background(), DefaultKey)
 
 	store.failSaves(errors.New("disk full"))
-	as.revokeAccess()
-	if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+	as.RevokeAccessTokens()
+	if code, _, err := get(t, c, as.URL); code != 200 {
 		t.Fatalf("request after refresh with failing store: %d %v", code, err)
 	}
-	e.flushEvents(nil)
+	FlushEvents(e) // hooks run on the event goroutine
 	if hookErrs.Load() == 0 {
 		t.Errorf("SaveFailed hook not called")
 	}
@@ -88,26 +87,26 @@ func TestSaveFailure(t *testing.T) {
 
 	// A second rotation while the store is still down must use the new
 	// refresh token from memory, not the stale one in the store.
-	as.revokeAccess()
-	if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+	as.RevokeAccessTokens()
+	if code, _, err := get(t, c, as.URL); code != 200 {
 		t.Fatalf("second refresh with failing store: %d %v", code, err)
 	}
-	if got := as.reuses.Load(); got != 0 {
+	if got := as.Stats().Reuses; got != 0 {
 		t.Fatalf("reuses = %d, want 0: an old refresh token was sent again", got)
 	}
 
 	// Once the store works, the next refresh saves the pending token
 	// before anything else, then its own.
 	store.failSaves(nil)
-	as.revokeAccess()
-	if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+	as.RevokeAccessTokens()
+	if code, _, err := get(t, c, as.URL); code != 200 {
 		t.Fatalf("refresh after store recovered: %d %v", code, err)
 	}
 	stored, _ := store.MemoryStore.Load(context.Background(), DefaultKey)
 	if got, want := stored.RefreshToken, as.token().RefreshToken; got != want {
 		t.Errorf("stored refresh token %q, want the newest %q", got, want)
 	}
-	if got := as.refreshes.Load(); got != 3 {
+	if got := as.Stats().TokenRequests; got != 3 {
 		t.Errorf("token-endpoint calls = %d, want 3", got)
 	}
 }
@@ -149,7 +148,7 @@ func (s *publishCheckStore) CompareAndSwap(ctx context.Context, key string, old,
 func (s *publishCheckStore) check(key string, tok *oauth2.Token) {
 	s.saves.Add(1)
 	if s.e != nil {
-		if cur := s.e.entry(key).cur.Load(); cur != nil && cur.tok != nil && cur.tok.AccessToken == tok.AccessToken {
+		if cur := servedToken(s.e, key); cur != nil && cur.AccessToken == tok.AccessToken {
 			s.early.Add(1)
 		}
 	}
@@ -158,15 +157,15 @@ func (s *publishCheckStore) check(key string, tok *oauth2.Token) {
 // TestPersistBeforePublish: a refreshed token is saved before any caller
 // can use it.
 func TestPersistBeforePublish(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	store := new(publishCheckStore)
 	e := newEngine(t, as, Config{Store: store})
 	store.e = e
 	store.saves.Store(0) // the first token, saved by newEngine
 	c := e.Client(nil)
 	for range 3 {
-		as.revokeAccess()
-		if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+		as.RevokeAccessTokens()
+		if code, _, err := get(t, c, as.URL); code != 200 {
 			t.Fatalf("%d %v", code, err)
 		}
 	}
@@ -182,38 +181,38 @@ func TestPersistBeforePublish(t *testing.T) {
 // one locking store and one strict server: each rejection is refreshed
 // once in all, the others adopt the stored token, nobody reuses.
 func TestLockerOneRefreshAcrossEngines(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	store := new(lockingStore)
-	store.Save(context.Background(), DefaultKey, as.token())
+	store.Save(context.Background(), DefaultKey, as.logIn())
 	const engines = 4
 	var es []*Engine
 	for range engines {
-		e, err := New(Config{OAuth2: as.config(), Store: store})
+		e, err := New(Config{OAuth2: as.Config(), Store: store})
 		if err != nil {
 			t.Fatal(err)
 		}
 		es = append(es, e)
 	}
 	for round := 1; round <= 3; round++ {
-		as.revokeAccess()
+		as.RevokeAccessTokens()
 		var wg sync.WaitGroup
 		for _, e := range es {
 			c := e.Client(nil)
 			for range 10 {
 				wg.Go(func() {
-					if code, _, err := get(t, c, as.apiSrv.URL); code != 200 {
+					if code, _, err := get(t, c, as.URL); code != 200 {
 						t.Errorf("round %d: %d %v", round, code, err)
 					}
 				})
 			}
 		}
 		wg.Wait()
-		if got := as.refreshes.Load(); got != int64(round) {
+		if got := as.Stats().TokenRequests; got != round {
 			t.Fatalf("after round %d: refreshes = %d, want %d", round, got, round)
 		}
 	}
-	if as.reuses.Load() != 0 {
-		t.Errorf("reuses = %d, want 0", as.reuses.Load())
+	if n := as.Stats().Reuses; n != 0 {
+		t.Errorf("reuses = %d, want 0", n)
 	}
 	if store.maxHeld.Load() != 1 || store.held.Load() != 0 {
 		t.Errorf("lock holders: max %d, now %d; want 1 and 0", store.maxHeld.Load(), store.held.Load())

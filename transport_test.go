@@ -15,34 +15,13 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
-
-// trAPI is an in-process twin of as.serveAPI, for use as Transport.Base: it
-// accepts only as's current access token, answers any other with 401
-// invalid_token and "token rejected", and echoes the body otherwise. Unlike a
-// real connection it closes request bodies before returning, so body close
-// counts are exact as soon as RoundTrip returns.
-func trAPI(as *authServer, calls *atomic.Int64) stubRT {
-	return func(r *http.Request) (*http.Response, error) {
-		calls.Add(1)
-		if r.Header.Get("Authorization") != "Bearer "+as.token().AccessToken {
-			h := http.Header{}
-			h.Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
-			return response(r, http.StatusUnauthorized, h, "token rejected"), nil
-		}
-		var body []byte
-		if r.Body != nil {
-			body, _ = io.ReadAll(r.Body)
-		}
-		return response(r, http.StatusOK, nil, string(body)), nil
-	}
-}
 
 // trEngine returns an engine over a MemoryStore holding toks (by key) whose
 // token endpoint must not be called.
@@ -83,18 +62,6 @@ func trReadBody(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-// trWaitFor polls cond until it holds; the deadline only bounds a hang.
-func trWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // trIdleRT is a base with a CloseIdleConnections method that counts calls.
 // It is a pointer type so that it can be compared.
 type trIdleRT struct {
@@ -103,8 +70,7 @@ type trIdleRT struct {
 }
 
 func (b *trIdleRT) RoundTrip(r *http.Request) (*http.Response, error) { return b.rt.RoundTrip(r) }
-
-func (b *trIdleRT) CloseIdleConnections() { b.idles.Add(1) }
+func (b *trIdleRT) CloseIdleConnections()                             { b.idles.Add(1) }
 
 // --- RoundTripper contract ---
 
@@ -116,18 +82,18 @@ func TestTransportDoesNotModifyRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		revoke        bool
-		wantRefreshes int64
+		wantRefreshes int
 	}{
 		{"success", false, 0},
 		{"401 refresh retry", true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			as := newAuthServer(t)
+			as := newServer(t, refreshtest.Options{})
 			e := newEngine(t, as, Config{})
 			if tc.revoke {
-				as.revokeAccess()
+				as.RevokeAccessTokens()
 			}
-			req, err := http.NewRequest(http.MethodPost, as.apiSrv.URL+"/p?q=1", strings.NewReader("payload"))
+			req, err := http.NewRequest(http.MethodPost, as.URL+"/p?q=1", strings.NewReader("payload"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +114,7 @@ func TestTransportDoesNotModifyRequest(t *testing.T) {
 			if got := trReadBody(t, resp); resp.StatusCode != http.StatusOK || got != "payload" {
 				t.Errorf("got %d %q, want 200 %q", resp.StatusCode, got, "payload")
 			}
-			if n := as.refreshes.Load(); n != tc.wantRefreshes {
+			if n := as.Stats().TokenRequests; n != tc.wantRefreshes {
 				t.Errorf("refreshes = %d, want %d", n, tc.wantRefreshes)
 			}
 
@@ -193,16 +159,15 @@ func TestTransportClosesBody(t *testing.T) {
 		{
 			name: "success",
 			run: func(t *testing.T, req *http.Request) (*http.Response, error) {
-				as := newAuthServer(t)
-				var calls atomic.Int64
-				return (&Transport{Engine: newEngine(t, as, Config{}), Base: trAPI(as, &calls)}).RoundTrip(req)
+				as := newServer(t, refreshtest.Options{})
+				return (&Transport{Engine: newEngine(t, as, Config{}), Base: &apiStub{srv: as}}).RoundTrip(req)
 			},
 			wantStatus: http.StatusOK,
 		},
 		{
 			name: "base returns error",
 			run: func(t *testing.T, req *http.Request) (*http.Response, error) {
-				as := newAuthServer(t)
+				as := newServer(t, refreshtest.Options{})
 				base := stubRT(func(*http.Request) (*http.Response, error) { return nil, errBase })
 				return (&Transport{Engine: newEngine(t, as, Config{}), Base: base}).RoundTrip(req)
 			},
@@ -227,12 +192,11 @@ func TestTransportClosesBody(t *testing.T) {
 		{
 			name: "non-replayable 401",
 			run: func(t *testing.T, req *http.Request) (*http.Response, error) {
-				as := newAuthServer(t)
+				as := newServer(t, refreshtest.Options{})
 				e := newEngine(t, as, Config{})
-				as.revokeAccess()
-				var calls atomic.Int64
-				resp, err := (&Transport{Engine: e, Base: trAPI(as, &calls)}).RoundTrip(req)
-				if n := as.refreshes.Load(); n != 1 {
+				as.RevokeAccessTokens()
+				resp, err := (&Transport{Engine: e, Base: &apiStub{srv: as}}).RoundTrip(req)
+				if n := as.Stats().TokenRequests; n != 1 {
 					t.Errorf("refreshes = %d, want 1", n)
 				}
 				return resp, err
@@ -242,14 +206,14 @@ func TestTransportClosesBody(t *testing.T) {
 		{
 			name: "refresh fails after 401",
 			run: func(t *testing.T, req *http.Request) (*http.Response, error) {
-				as := newAuthServer(t)
-				e := newEngine(t, as, Config{})
-				e.store.Save(context.Background(), DefaultKey, &oauth2.Token{AccessToken: "at-stale", RefreshToken: "rt-bogus"})
-				as.revokeAccess()
-				var calls atomic.Int64
+				as := newServer(t, refreshtest.Options{})
+				store := new(MemoryStore)
+				e := newEngine(t, as, Config{Store: store})
+				store.Save(context.Background(), DefaultKey, &oauth2.Token{AccessToken: "at-stale", RefreshToken: "rt-bogus"})
+				as.RevokeAccessTokens()
 				// A replayable body, so the refresh error is returned.
 				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("x")), nil }
-				return (&Transport{Engine: e, Base: trAPI(as, &calls)}).RoundTrip(req)
+				return (&Transport{Engine: e, Base: &apiStub{srv: as}}).RoundTrip(req)
 			},
 			wantErr: ErrReauthRequired,
 		},
@@ -307,9 +271,9 @@ func TestTransportCloseIdleConnections(t *testing.T) {
 // TestTransportNilBase pins that a nil Base sends through
 // http.DefaultTransport, with the token.
 func TestTransportNilBase(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	req, err := http.NewRequest(http.MethodPost, as.apiSrv.URL, strings.NewReader("hello"))
+	req, err := http.NewRequest(http.MethodPost, as.URL, strings.NewReader("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +284,7 @@ func TestTransportNilBase(t *testing.T) {
 	if got := trReadBody(t, resp); resp.StatusCode != http.StatusOK || got != "hello" {
 		t.Errorf("got %d %q, want 200 %q", resp.StatusCode, got, "hello")
 	}
-	if n := as.served401.Load(); n != 0 {
+	if n := as.Stats().Served401; n != 0 {
 		t.Errorf("API served %d 401s, want 0", n)
 	}
 }
@@ -371,7 +335,7 @@ func TestTransportEngineClient(t *testing.T) {
 	}
 
 	// Client(nil) works end to end and leaves http.DefaultClient alone.
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e2 := newEngine(t, as, Config{})
 	dc := e2.Client(nil)
 	if dc == http.DefaultClient {
@@ -383,7 +347,7 @@ func TestTransportEngineClient(t *testing.T) {
 	if tr, ok := dc.Transport.(*Transport); !ok || tr.Engine != e2 || tr.Base != nil {
 		t.Errorf("Client(nil).Transport = %#v, want &Transport{Engine: e, Base: nil}", dc.Transport)
 	}
-	if code, body, err := get(t, dc, as.apiSrv.URL); err != nil || code != http.StatusOK {
+	if code, body, err := get(t, dc, as.URL); err != nil || code != http.StatusOK {
 		t.Errorf("GET through Client(nil): got %d %q %v, want 200", code, body, err)
 	}
 }
@@ -420,38 +384,35 @@ func TestTransport401Handling(t *testing.T) {
 		{"400 without the header, NeedsRefresh", 400, nil, expiredHeader, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			as := newAuthServer(t)
+			as := newServer(t, refreshtest.Options{})
 			e := newEngine(t, as, Config{NeedsRefresh: tc.pred})
-			as.revokeAccess()
-			var calls atomic.Int64
-			base := stubRT(func(r *http.Request) (*http.Response, error) {
-				calls.Add(1)
-				if r.Header.Get("Authorization") == "Bearer "+as.token().AccessToken {
-					return response(r, http.StatusOK, nil, "ok"), nil
-				}
+			as.RevokeAccessTokens()
+			// The server's API judges the token; its rejection is
+			// answered as this case says.
+			base := &apiStub{srv: as, rejected: func(r *http.Request, _ *http.Response) *http.Response {
 				h := http.Header{}
 				for k, v := range tc.header {
 					h.Set(k, v)
 				}
-				return response(r, tc.status, h, "rejected"), nil
-			})
+				return response(r, tc.status, h, "rejected")
+			}}
 			resp, err := (&Transport{Engine: e, Base: base}).RoundTrip(httptest.NewRequest(http.MethodGet, "http://api.test/x", nil))
 			if err != nil {
 				t.Fatalf("RoundTrip: %v", err)
 			}
 			body := trReadBody(t, resp)
 
-			wantStatus, wantBody, wantRefreshes, wantCalls := tc.status, "rejected", int64(0), int64(1)
+			wantStatus, wantBody, wantRefreshes, wantCalls := tc.status, "rejected", 0, int64(1)
 			if tc.wantRefresh {
 				wantStatus, wantBody, wantRefreshes, wantCalls = http.StatusOK, "ok", 1, 2
 			}
 			if resp.StatusCode != wantStatus || body != wantBody {
 				t.Errorf("got %d %q, want %d %q", resp.StatusCode, body, wantStatus, wantBody)
 			}
-			if n := as.refreshes.Load(); n != wantRefreshes {
+			if n := as.Stats().TokenRequests; n != wantRefreshes {
 				t.Errorf("refreshes = %d, want %d", n, wantRefreshes)
 			}
-			if n := calls.Load(); n != wantCalls {
+			if n := base.calls.Load(); n != wantCalls {
 				t.Errorf("API calls = %d, want %d", n, wantCalls)
 			}
 		})
@@ -462,21 +423,19 @@ func TestTransport401Handling(t *testing.T) {
 // a request whose 401 for the old token arrives after another request has
 // already refreshed retries with the new token instead of refreshing again.
 func TestTransportLate401NoSecondRefresh(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	e := newEngine(t, as, Config{})
-	as.revokeAccess()
+	as.RevokeAccessTokens()
 	arrived, release := make(chan struct{}), make(chan struct{})
-	var calls atomic.Int64
-	api := trAPI(as, &calls)
-	base := stubRT(func(r *http.Request) (*http.Response, error) {
-		resp, err := api(r) // judged now, with the token of now
+	api := &apiStub{srv: as, rejected: func(r *http.Request, resp *http.Response) *http.Response {
+		// Judged now, with the token of now; answered later.
 		if r.Header.Get("X-Late") != "" && resp.StatusCode == http.StatusUnauthorized {
 			close(arrived)
 			<-release
 		}
-		return resp, err
-	})
-	tr := &Transport{Engine: e, Base: base}
+		return resp
+	}}
+	tr := &Transport{Engine: e, Base: api}
 
 	late := make(chan int, 1)
 	go func() {
@@ -502,7 +461,7 @@ func TestTransportLate401NoSecondRefresh(t *testing.T) {
 			t.Errorf("first request: status %d, want 200", resp.StatusCode)
 		}
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes after the first request = %d, want 1", n)
 	}
 
@@ -510,10 +469,10 @@ func TestTransportLate401NoSecondRefresh(t *testing.T) {
 	if code := <-late; code != http.StatusOK {
 		t.Errorf("late request: status %d, want 200", code)
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes after the late request = %d, want 1", n)
 	}
-	if n := calls.Load(); n != 4 {
+	if n := api.calls.Load(); n != 4 {
 		t.Errorf("API calls = %d, want 4 (two requests, each retried once)", n)
 	}
 }
@@ -525,14 +484,13 @@ func TestTransportLate401NoSecondRefresh(t *testing.T) {
 // the refresh goes on: it is saved, a caller waiting on it succeeds, and the
 // next request needs no other refresh.
 func TestCancelWhileRefreshing(t *testing.T) {
-	as := newAuthServer(t)
-	e := newEngine(t, as, Config{})
-	hold := make(chan struct{})
-	as.hold = hold
-	var once sync.Once
-	release := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(release) // before the servers close, even if the test fails
-	as.revokeAccess()
+	as := newServer(t, refreshtest.Options{})
+	store := new(MemoryStore)
+	e := newEngine(t, as, Config{Store: store})
+	gate := as.Hold()
+	release := gate.Release
+	t.Cleanup(release) // before the server closes, even if the test fails
+	as.RevokeAccessTokens()
 	c := e.Client(nil)
 
 	type result struct {
@@ -542,7 +500,7 @@ func TestCancelWhileRefreshing(t *testing.T) {
 	send := func(ctx context.Context) <-chan result {
 		ch := make(chan result, 1)
 		go func() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, as.apiSrv.URL, nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, as.URL, nil)
 			if err != nil {
 				t.Errorf("NewRequest: %v", err)
 			}
@@ -569,10 +527,10 @@ func TestCancelWhileRefreshing(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first := send(ctx) // starts the refresh, which blocks on hold
-	trWaitFor(t, "the refresh to reach the token endpoint", func() bool { return as.refreshes.Load() == 1 })
+	first := send(ctx) // starts the refresh, which waits at the gate
+	waitFor(t, "the refresh to reach the token endpoint", func() bool { return gate.Held() == 1 })
 	second := send(context.Background())
-	trWaitFor(t, "the second caller's 401", func() bool { return as.served401.Load() == 2 })
+	waitFor(t, "the second caller's 401", func() bool { return as.Stats().Served401 == 2 })
 
 	cancel()
 	if r := wait(first, "cancelled caller"); !errors.Is(r.err, context.Canceled) {
@@ -589,16 +547,16 @@ func TestCancelWhileRefreshing(t *testing.T) {
 		t.Errorf("second caller: got %d %v, want 200", r.code, r.err)
 	}
 	want := as.token()
-	if tok, err := e.store.Load(context.Background(), DefaultKey); err != nil || tok.AccessToken != want.AccessToken || tok.RefreshToken != want.RefreshToken {
+	if tok, err := store.Load(context.Background(), DefaultKey); err != nil || tok.AccessToken != want.AccessToken || tok.RefreshToken != want.RefreshToken {
 		t.Errorf("stored token %v %v, want the refreshed one", tok, err)
 	}
-	if code, body, err := get(t, c, as.apiSrv.URL); err != nil || code != http.StatusOK {
+	if code, body, err := get(t, c, as.URL); err != nil || code != http.StatusOK {
 		t.Errorf("next request: got %d %q %v, want 200", code, body, err)
 	}
-	if n := as.refreshes.Load(); n != 1 {
+	if n := as.Stats().TokenRequests; n != 1 {
 		t.Errorf("refreshes = %d, want 1", n)
 	}
-	if n := as.served401.Load(); n != 2 {
+	if n := as.Stats().Served401; n != 2 {
 		t.Errorf("API 401s = %d, want 2", n)
 	}
 }
