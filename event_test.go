@@ -197,7 +197,7 @@ func TestEventResendAndAdopt(t *testing.T) {
 	if err := e.SetToken(ctx, "", srv.Token()); err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 		return reply(r, http.StatusUnauthorized), nil
 	})}}
 	reqCtx := context.WithValue(ctx, struct{}{}, "request")

@@ -11,7 +11,11 @@ import (
 type (
 	LockingStore = lockingStore
 	SyncBuffer   = syncBuffer
+	StubRT       = stubRT
 )
+
+// Response is response, for the external tests.
+var Response = response
 
 // WaitFor is waitFor, for the external tests.
 var WaitFor = waitFor

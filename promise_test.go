@@ -73,17 +73,13 @@ func noReuse(t *testing.T, srv *refreshtest.Server) {
 	}
 }
 
-// roundTripFunc is an http.RoundTripper made of a function.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
+// reply is an empty answer with code, and a Bearer challenge for a 401.
 func reply(r *http.Request, code int) *http.Response {
 	h := http.Header{}
 	if code == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
-	return &http.Response{StatusCode: code, Header: h, Body: io.NopCloser(strings.NewReader("")), Request: r}
+	return refresh.Response(r, code, h, "")
 }
 
 // TestKeysNeverCross: whatever a key's name, nothing derived from it shares
@@ -111,7 +107,7 @@ func TestKeysNeverCross(t *testing.T) {
 
 	var mu sync.Mutex
 	sent := map[string][]string{} // key → Authorization values sent
-	api := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	api := refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 		key := r.Header.Get("X-Key")
 		mu.Lock()
 		sent[key] = append(sent[key], r.Header.Get("Authorization"))
@@ -354,17 +350,10 @@ func TestFailedSaveOthersFailTemporarily(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Errorf("A's Close with a healthy store: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, err := status(cb, ctx, srv.URL+"/x")
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B never adopted A's token: %d, %v", code, err)
-		}
-		time.Sleep(50 * time.Millisecond) // B's cooldown
-	}
+	refresh.WaitFor(t, "B adopts A's token, once its cooldown passed", func() bool {
+		code, _ := status(cb, ctx, srv.URL+"/x")
+		return code == 200
+	})
 	noReuse(t, srv)
 	if st := srv.Stats(); st.Refreshes != 1 {
 		t.Errorf("refreshes = %d, want 1", st.Refreshes)
@@ -397,7 +386,7 @@ func TestStoreOutageWhileDue(t *testing.T) {
 					t.Fatal(err)
 				}
 				faults.SetRandom(storetest.Random{Ops: []storetest.Op{op}, Error: 1})
-				c := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				c := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 					return reply(r, http.StatusOK), nil
 				})}}
 				for i := range 20 {
@@ -447,7 +436,7 @@ func TestPanicsNeverCrash(t *testing.T) {
 		return v
 	}
 	client := func(v *env, code int) *http.Client {
-		return &http.Client{Transport: &refresh.Transport{Engine: v.e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Client{Transport: &refresh.Transport{Engine: v.e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 			if v.reject.Load() {
 				return reply(r, http.StatusUnauthorized), nil
 			}
@@ -462,17 +451,10 @@ func TestPanicsNeverCrash(t *testing.T) {
 	}
 	works := func(t *testing.T, v *env) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		refresh.WaitFor(t, "the key works after the panic, once its cooldown passed", func() bool {
 			_, err := v.e.Refresh(t.Context(), "", nil)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the key does not work after the panic: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond) // the cooldown after a failure
-		}
+			return err == nil
+		})
 		noReuse(t, v.srv)
 	}
 	for _, op := range []storetest.Op{storetest.OpLoad, storetest.OpLock, storetest.OpUnlock, storetest.OpCompareAndSwap} {
@@ -510,12 +492,7 @@ func TestPanicsNeverCrash(t *testing.T) {
 		if _, err := v.e.Refresh(t.Context(), "", nil); err != nil {
 			t.Errorf("refresh with a panicking save: %v; want the new token from memory", err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); v.faults.Pending() > 0 && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if v.faults.Pending() > 0 {
-			t.Fatalf("the save was not retried in the background")
-		}
+		refresh.WaitFor(t, "the save is retried in the background", func() bool { return v.faults.Pending() == 0 })
 		if err := v.e.Close(t.Context()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
