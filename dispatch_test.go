@@ -35,7 +35,7 @@ func TestDispatchDropsWhenBlocked(t *testing.T) {
 		e.emit(&Event{Kind: EventStore, StatusCode: i + 1}) // returns at once
 	}
 	close(release)
-	e.flushEvents(nil)
+	FlushEvents(e)
 	dropped := e.Stats().EventsDropped
 	if dropped == 0 || delivered.Load()+int64(dropped) != n {
 		t.Errorf("%d delivered, %d dropped; want some dropped and %d in all", delivered.Load(), dropped, n)

@@ -19,37 +19,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// epServer is an in-memory token endpoint: the HTTPClient of a
-// FormEndpoint or JSONEndpoint, so the real wire code runs inside synctest
-// bubbles. answer is called for each request; calls counts them.
-type epServer struct {
-	mu     sync.Mutex
-	calls  int
-	at     []time.Time // when each call came
-	answer func(r *http.Request, n int) *http.Response
-}
-
-func (s *epServer) client() *http.Client {
-	return &http.Client{Transport: stubRT(func(r *http.Request) (*http.Response, error) {
-		s.mu.Lock()
-		s.calls++
-		n := s.calls
-		s.at = append(s.at, time.Now())
-		s.mu.Unlock()
-		return s.answer(r, n), nil
-	})}
-}
-
-func (s *epServer) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
-
-func jsonResp(r *http.Request, status int, body string) *http.Response {
-	return response(r, status, http.Header{"Content-Type": {"application/json"}}, body)
-}
-
 // TestClassification pins the failure table of the token endpoint: body
 // first, then status; what needs a new login, what is the client's
 // configuration, what is temporary and retried, and that nothing but a
@@ -93,7 +62,7 @@ func TestClassification(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+				srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 					h := http.Header{"Content-Type": {"application/json"}}
 					for k, v := range tc.header {
 						h[k] = v
@@ -144,7 +113,7 @@ func TestClassification(t *testing.T) {
 // flight shares the outcome.
 func TestTemporaryRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+		srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 			if n < 3 {
 				return response(r, 429, http.Header{"Retry-After": {"4"}}, "")
 			}
@@ -181,7 +150,7 @@ func TestTemporaryRetries(t *testing.T) {
 // pass the refresh timeout.
 func TestRetriesStayWithinTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+		srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 			return response(r, 503, http.Header{"Retry-After": {"8"}}, "")
 		}}
 		e, _ := New(Config{RefreshAttempts: 10, RefreshTimeout: 20 * time.Second,
@@ -206,7 +175,7 @@ func TestRetriesStayWithinTimeout(t *testing.T) {
 func TestInvalidRequestAdoptsPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := new(MemoryStore)
-		srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+		srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 			// The peer saves its new token while our request is
 			// being refused.
 			go func() {
@@ -256,7 +225,7 @@ func TestFormEndpointWire(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var got *http.Request
 			var form url.Values
-			srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+			srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 				got = r
 				b, _ := io.ReadAll(r.Body)
 				form, _ = url.ParseQuery(string(b))
@@ -294,7 +263,7 @@ func TestFormEndpointWire(t *testing.T) {
 func TestJSONEndpointWire(t *testing.T) {
 	var body map[string]any
 	var hdr http.Header
-	srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+	srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 		hdr = r.Header
 		json.NewDecoder(r.Body).Decode(&body)
 		return jsonResp(r, 200, `{"access_token":"AT1","refresh_token":"RT1","expires_in":"3600","token_type":"Bearer"}`)
@@ -359,20 +328,20 @@ func TestEndpointURLs(t *testing.T) {
 // TestRedirectNotFollowed: a token endpoint that redirects gets no second
 // request at the new location.
 func TestRedirectNotFollowed(t *testing.T) {
-	var hits atomic.Int64
-	target := newServer(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1) })
-	from := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, target+"/token", http.StatusTemporaryRedirect)
-	})
-	e, _ := New(Config{Endpoint: &FormEndpoint{TokenURL: from + "/token", ClientID: "id", ClientSecret: "s", Auth: AuthInBody}})
+	target := fixed(200, nil, "")
+	targetURL := target.url(t)
+	from := (&scripted{answer: func(r *http.Request, _ int) *http.Response {
+		return response(r, http.StatusTemporaryRedirect, http.Header{"Location": {targetURL}}, "")
+	}}).url(t)
+	e, _ := New(Config{Endpoint: &FormEndpoint{TokenURL: from, ClientID: "id", ClientSecret: "s", Auth: AuthInBody}})
 	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
 	_, err := e.Refresh(t.Context(), "", nil)
 	var x *Error
 	if !errors.As(err, &x) || x.StatusCode != 307 || x.Temporary() {
 		t.Errorf("err = %v, want a non-temporary 307 *Error", err)
 	}
-	if hits.Load() != 0 {
-		t.Errorf("redirect target got %d requests, want 0", hits.Load())
+	if n := target.count(); n != 0 {
+		t.Errorf("redirect target got %d requests, want 0", n)
 	}
 }
 
@@ -409,8 +378,8 @@ func TestConnectionFailures(t *testing.T) {
 
 	hang := make(chan struct{})
 	defer close(hang)
-	slow := newServer(t, func(w http.ResponseWriter, r *http.Request) { <-hang })
-	e2, _ := New(Config{RefreshTimeout: 100 * time.Millisecond, Endpoint: &FormEndpoint{TokenURL: slow + "/token"}})
+	slow := (&scripted{answer: func(r *http.Request, _ int) *http.Response { <-hang; return response(r, 200, nil, "") }}).url(t)
+	e2, _ := New(Config{RefreshTimeout: 100 * time.Millisecond, Endpoint: &FormEndpoint{TokenURL: slow}})
 	e2.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
 	if _, err := e2.Refresh(t.Context(), "", nil); !errors.As(err, &x) || !x.Temporary() {
 		t.Errorf("timeout: err = %v, want a temporary *Error", err)
@@ -420,7 +389,7 @@ func TestConnectionFailures(t *testing.T) {
 // TestErrorSnippetRedacted: an error page keeps a short excerpt for
 // diagnosis, without the refresh token or the client secret.
 func TestErrorSnippetRedacted(t *testing.T) {
-	srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+	srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 		return response(r, 404, http.Header{"Content-Type": {"text/html"}}, "<html><body>No route for RT-SECRET-1 with CS-SECRET-2</body></html>")
 	}}
 	ep := &FormEndpoint{TokenURL: "https://as.test/token", ClientID: "id", ClientSecret: "CS-SECRET-2", Auth: AuthInBody, HTTPClient: srv.client()}
@@ -438,7 +407,7 @@ func TestErrorSnippetRedacted(t *testing.T) {
 // endpoint again, so an outage does not turn every request into a call.
 func TestCooldown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := &epServer{answer: func(r *http.Request, n int) *http.Response {
+		srv := &scripted{answer: func(r *http.Request, n int) *http.Response {
 			return response(r, 503, http.Header{"Retry-After": {"3"}}, "")
 		}}
 		e, _ := New(Config{RefreshAttempts: 1, Endpoint: &FormEndpoint{TokenURL: "https://as.test/token", HTTPClient: srv.client()}})

@@ -69,7 +69,7 @@ func TestEventRefresh(t *testing.T) {
 			}
 		})
 	}
-	refresh.WaitFor(t, func() bool { return refresh.FlightCallers(e, refresh.DefaultKey) == callers })
+	refresh.WaitFor(t, "every caller waits for the flight", func() bool { return refresh.FlightCallers(e, refresh.DefaultKey) == callers })
 	close(gate)
 	wg.Wait()
 
@@ -160,7 +160,7 @@ func TestEventSaveAndReauth(t *testing.T) {
 	if st := e.Stats(); st.PendingSaves != 1 {
 		t.Errorf("Stats %+v; want 1 pending save", st)
 	}
-	refresh.WaitFor(t, func() bool { return e.Stats().PendingSaves == 0 }) // the background save
+	refresh.WaitFor(t, "the background save", func() bool { return e.Stats().PendingSaves == 0 })
 
 	srv.RevokeGrants()
 	if _, err := e.Refresh(ctx, "", nil); !errors.Is(err, refresh.ErrReauthRequired) {
@@ -197,7 +197,7 @@ func TestEventResendAndAdopt(t *testing.T) {
 	if err := e.SetToken(ctx, "", srv.Token()); err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 		return reply(r, http.StatusUnauthorized), nil
 	})}}
 	reqCtx := context.WithValue(ctx, struct{}{}, "request")

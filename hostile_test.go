@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oauthkit/refresh/refreshtest"
 	"golang.org/x/oauth2"
 )
 
@@ -160,7 +161,7 @@ func TestHostileErrorFields(t *testing.T) {
 			if !errors.As(err, &x) {
 				t.Fatalf("got %v, want an *Error", err)
 			}
-			e.flushEvents(nil) // hooks run on the event goroutine
+			FlushEvents(e) // hooks run on the event goroutine
 			out := errorText(err) + x.Code + "\n" + x.Description + "\n" + x.URI + "\n" + x.BodySnippet + "\n" + logs.String()
 			for _, h := range hookErrs {
 				out += errorText(h)
@@ -230,7 +231,7 @@ func (s *leakyStore) CompareAndSwap(ctx context.Context, key string, old, t *oau
 // TestStoreErrorsRedacted: a store whose errors quote tokens cannot put
 // them into the engine's errors, logs or hooks.
 func TestStoreErrorsRedacted(t *testing.T) {
-	as := newAuthServer(t)
+	as := newServer(t, refreshtest.Options{})
 	store := new(leakyStore)
 	logs := new(syncBuffer)
 	var hookErrs []error
@@ -254,16 +255,16 @@ func TestStoreErrorsRedacted(t *testing.T) {
 	}
 	out.WriteString(errorText(err))
 	store.failLoad = false
-	waitFor(t, func() bool { _, err := e.Refresh(ctx, "", nil); return err == nil }) // after the cooldown
+	waitFor(t, "a refresh works again, after the cooldown", func() bool { _, err := e.Refresh(ctx, "", nil); return err == nil })
 	second := as.token()
 	store.failSave = true
-	as.revokeAccess()
+	as.RevokeAccessTokens()
 	if _, err := e.Refresh(ctx, "", nil); err != nil { // the save fails, quoting the new token
 		t.Fatalf("refresh with a failing save: %v", err)
 	}
 	newTok := as.token()
 	out.WriteString(errorText(e.SetToken(ctx, "", &oauth2.Token{AccessToken: "at-login-0000", RefreshToken: "rt-login-0000"})))
-	e.flushEvents(nil) // hooks run on the event goroutine
+	FlushEvents(e) // hooks run on the event goroutine
 	for _, h := range hookErrs {
 		out.WriteString(errorText(h))
 	}

@@ -28,7 +28,7 @@ func TestNoHammering(t *testing.T) {
 	var reject atomic.Bool // the API rejects every token
 	reject.Store(true)
 	var apiCalls atomic.Int64
-	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 		apiCalls.Add(1)
 		if reject.Load() {
 			return reply(r, http.StatusUnauthorized), nil
@@ -90,7 +90,7 @@ func TestPauseEndsOnSetToken(t *testing.T) {
 	if err := e.SetToken(ctx, "", srv.Token()); err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 		return reply(r, http.StatusUnauthorized), nil
 	})}}
 	for range 3 {

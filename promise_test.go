@@ -73,17 +73,13 @@ func noReuse(t *testing.T, srv *refreshtest.Server) {
 	}
 }
 
-// roundTripFunc is an http.RoundTripper made of a function.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
+// reply is an empty answer with code, and a Bearer challenge for a 401.
 func reply(r *http.Request, code int) *http.Response {
 	h := http.Header{}
 	if code == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
-	return &http.Response{StatusCode: code, Header: h, Body: io.NopCloser(strings.NewReader("")), Request: r}
+	return refresh.Response(r, code, h, "")
 }
 
 // TestKeysNeverCross: whatever a key's name, nothing derived from it shares
@@ -111,7 +107,7 @@ func TestKeysNeverCross(t *testing.T) {
 
 	var mu sync.Mutex
 	sent := map[string][]string{} // key → Authorization values sent
-	api := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	api := refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 		key := r.Header.Get("X-Key")
 		mu.Lock()
 		sent[key] = append(sent[key], r.Header.Get("Authorization"))
@@ -354,17 +350,10 @@ func TestFailedSaveOthersFailTemporarily(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Errorf("A's Close with a healthy store: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		code, err := status(cb, ctx, srv.URL+"/x")
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B never adopted A's token: %d, %v", code, err)
-		}
-		time.Sleep(50 * time.Millisecond) // B's cooldown
-	}
+	refresh.WaitFor(t, "B adopts A's token, once its cooldown passed", func() bool {
+		code, _ := status(cb, ctx, srv.URL+"/x")
+		return code == 200
+	})
 	noReuse(t, srv)
 	if st := srv.Stats(); st.Refreshes != 1 {
 		t.Errorf("refreshes = %d, want 1", st.Refreshes)
@@ -397,7 +386,7 @@ func TestStoreOutageWhileDue(t *testing.T) {
 					t.Fatal(err)
 				}
 				faults.SetRandom(storetest.Random{Ops: []storetest.Op{op}, Error: 1})
-				c := &http.Client{Transport: &refresh.Transport{Engine: e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				c := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
 					return reply(r, http.StatusOK), nil
 				})}}
 				for i := range 20 {
@@ -416,166 +405,6 @@ func TestStoreOutageWhileDue(t *testing.T) {
 		})
 	}
 }
-
-// TestPanicsNeverCrash: a store, endpoint, hook, logger or NeedsRefresh that
-// panics makes an error (without the panic's value), never a crash, and
-// the key keeps working. (Before the fix, panics on the adopt path and in
-// hooks, including those of background saves, ended the program.)
-func TestPanicsNeverCrash(t *testing.T) {
-	const secret = "panic-value-holds-a-token"
-	boom := func() { panic(secret) }
-	hooks := refresh.Hooks{
-		Refreshed:      func(string) { boom() },
-		RefreshFailed:  func(string, error) { boom() },
-		ReauthRequired: func(string, error) { boom() },
-		SaveFailed:     func(string, error) { boom() },
-	}
-	type env struct {
-		srv    *refreshtest.Server
-		faults *storetest.Faults
-		e      *refresh.Engine
-		reject atomic.Bool // whether the stub API rejects every token
-	}
-	setup := func(t *testing.T, c refresh.Config) *env {
-		v := &env{srv: newStrict(t, refreshtest.Options{}), faults: new(storetest.Faults)}
-		c.Store = v.faults.Wrap(new(refresh.LockingStore))
-		c.Hooks = hooks
-		v.e = newEng(t, v.srv, c)
-		if err := v.e.SetToken(t.Context(), "", v.srv.Token()); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	client := func(v *env, code int) *http.Client {
-		return &http.Client{Transport: &refresh.Transport{Engine: v.e, Base: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if v.reject.Load() {
-				return reply(r, http.StatusUnauthorized), nil
-			}
-			return reply(r, code), nil
-		})}}
-	}
-	noSecret := func(t *testing.T, what string, err error) {
-		t.Helper()
-		if err != nil && strings.Contains(err.Error(), secret) {
-			t.Errorf("%s: the error shows the panic's value: %v", what, err)
-		}
-	}
-	works := func(t *testing.T, v *env) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			_, err := v.e.Refresh(t.Context(), "", nil)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the key does not work after the panic: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond) // the cooldown after a failure
-		}
-		noReuse(t, v.srv)
-	}
-	for _, op := range []storetest.Op{storetest.OpLoad, storetest.OpLock, storetest.OpUnlock, storetest.OpCompareAndSwap} {
-		t.Run(op.String(), func(t *testing.T) {
-			v := setup(t, refresh.Config{})
-			v.faults.Script(storetest.Fault{Op: op, Kind: storetest.FaultPanic})
-			_, err := v.e.Refresh(t.Context(), "", nil)
-			noSecret(t, op.String(), err)
-			if err != nil && !errors.Is(err, refresh.ErrPanic) {
-				t.Errorf("%v panics: got %v, want nil or ErrPanic", op, err)
-			}
-			works(t, v)
-		})
-	}
-	t.Run("AdoptLoad", func(t *testing.T) {
-		// The API rejects the refreshed token too; re-reading the store
-		// for a newer one then panics.
-		v := setup(t, refresh.Config{})
-		v.reject.Store(true)
-		v.faults.Script(storetest.Fault{Op: storetest.OpLoad}, storetest.Fault{Op: storetest.OpLoad, Kind: storetest.FaultPanic})
-		code, err := status(client(v, 200), t.Context(), "https://api.test/")
-		noSecret(t, "adopt", err)
-		if code != 401 {
-			t.Errorf("adopt Load panics: %d, %v; want the API's 401", code, err)
-		}
-		v.reject.Store(false)
-		works(t, v)
-	})
-	t.Run("BackgroundSave", func(t *testing.T) {
-		// A save panics, and so does its first retry in the background,
-		// whose SaveFailed hook panics on a goroutine of its own.
-		v := setup(t, refresh.Config{})
-		v.faults.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic},
-			storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic})
-		if _, err := v.e.Refresh(t.Context(), "", nil); err != nil {
-			t.Errorf("refresh with a panicking save: %v; want the new token from memory", err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); v.faults.Pending() > 0 && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if v.faults.Pending() > 0 {
-			t.Fatalf("the save was not retried in the background")
-		}
-		if err := v.e.Close(t.Context()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		noReuse(t, v.srv)
-	})
-	t.Run("HooksOnReauth", func(t *testing.T) {
-		v := setup(t, refresh.Config{})
-		v.srv.RevokeGrants()
-		_, err := v.e.Refresh(t.Context(), "", nil)
-		if !errors.Is(err, refresh.ErrReauthRequired) {
-			t.Errorf("got %v, want ErrReauthRequired", err)
-		}
-	})
-	t.Run("Logger", func(t *testing.T) {
-		// Every record's handler panics: refreshes, failures, saves.
-		v := setup(t, refresh.Config{Logger: slog.New(panicHandler{})})
-		v.faults.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError})
-		if _, err := v.e.Refresh(t.Context(), "", nil); err != nil {
-			t.Errorf("refresh: %v", err)
-		}
-		v.srv.RevokeGrants()
-		if _, err := v.e.Refresh(t.Context(), "", nil); !errors.Is(err, refresh.ErrReauthRequired) {
-			t.Errorf("got %v, want ErrReauthRequired", err)
-		}
-	})
-	t.Run("NeedsRefresh", func(t *testing.T) {
-		v := setup(t, refresh.Config{NeedsRefresh: func(*http.Response) bool { boom(); return true }})
-		if code, err := status(client(v, 403), t.Context(), "https://api.test/"); code != 403 {
-			t.Errorf("NeedsRefresh panics: %d, %v; want the 403", code, err)
-		}
-	})
-	t.Run("Endpoint", func(t *testing.T) {
-		// An error wrapping ErrPanic, and the refresh token is not sent
-		// again: the endpoint may have sent it before panicking.
-		var calls atomic.Int64
-		v := setup(t, refresh.Config{Endpoint: refresh.EndpointFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
-			calls.Add(1)
-			boom()
-			return nil, nil
-		})})
-		for range 2 {
-			_, err := v.e.Refresh(t.Context(), "", nil)
-			if !errors.Is(err, refresh.ErrPanic) {
-				t.Errorf("endpoint panics: got %v, want ErrPanic", err)
-			}
-			noSecret(t, "endpoint", err)
-		}
-		if calls.Load() != 1 {
-			t.Errorf("endpoint called %d times after panicking; want 1", calls.Load())
-		}
-	})
-}
-
-// panicHandler is a slog.Handler that panics on every record.
-type panicHandler struct{}
-
-func (panicHandler) Enabled(context.Context, slog.Level) bool  { return true }
-func (panicHandler) Handle(context.Context, slog.Record) error { panic("log handler") }
-func (h panicHandler) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h panicHandler) WithGroup(string) slog.Handler           { return h }
 
 // TestCloseReportsUnsaved: Close tries once more to save a pending token
 // and names the keys whose newest token it could not save.

@@ -33,7 +33,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	token, bearer := "", false
 	if len(authz) == 1 {
 		scheme, rest, _ := strings.Cut(authz[0], " ")
-		if strings.EqualFold(scheme, "Bearer") {
+		switch {
+		case s.opts.Strict:
+			// As RFC 6750 §2.1 spells it: "Bearer", one space.
+			if scheme == "Bearer" && !strings.HasPrefix(rest, " ") {
+				token, bearer = rest, true
+			}
+		case strings.EqualFold(scheme, "Bearer"):
 			token, bearer = strings.TrimLeft(rest, " "), true
 		}
 	}
@@ -79,7 +85,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if status != http.StatusOK {
-		w.Header().Set("WWW-Authenticate", challenge)
+		if status != http.StatusUnauthorized || !s.opts.BareUnauthorized {
+			w.Header().Set("WWW-Authenticate", challenge)
+		}
 		w.WriteHeader(status)
 		io.WriteString(w, msg+"\n")
 		return

@@ -18,7 +18,8 @@
 // # The protected API
 //
 // Every path under [Server.URL], with any method, wants an Authorization
-// header "Bearer <access token>" (the scheme in any case). A live token (one
+// header "Bearer <access token>" (the scheme in any case, unless
+// Options.Strict). A live token (one
 // issued by the server, not expired on its clock, not revoked) gets 200,
 // with the body "ok" for GET and HEAD and the request body echoed for other
 // methods, and the [GrantHeader] naming its grant. Otherwise:
@@ -29,6 +30,8 @@
 //     WWW-Authenticate: Bearer realm="refreshtest", error="invalid_token";
 //   - any token at [ScopeNeededPath]: 403 with error="insufficient_scope";
 //   - two Authorization headers: 400 with error="invalid_request".
+//
+// With Options.BareUnauthorized a 401 has no WWW-Authenticate header.
 //
 // # The token endpoint
 //
@@ -41,9 +44,13 @@
 // authentication methods at once, no refresh token), invalid_client (wrong or
 // misplaced credentials; 401), unsupported_grant_type, invalid_scope, and
 // invalid_grant for a refresh token that is unknown, expired, spent or
-// revoked. A granted refresh answers access_token, token_type "bearer",
-// expires_in (unless tokens never expire), refresh_token (unless
-// RotateNever) and scope (if Options.Scope is set).
+// revoked. A granted refresh answers access_token, token_type "bearer"
+// (Options.TokenType), expires_in (unless tokens never expire),
+// refresh_token (unless RotateNever) and scope (if Options.Scope is set).
+// Options.Strict also refuses what the RFC tells servers to tolerate
+// (unknown parameters, unencoded Basic credentials…), to pin a client's
+// exact wire format; with Options.TokenPath, Auth, Errors, Scope, JSON and
+// the others it speaks each seed API's dialect (see ExampleOptions_gw2).
 //
 // Refresh tokens rotate as Options.Rotation says. Presenting a spent one is
 // a reuse: outside a grace window it is refused with invalid_grant and, as
@@ -60,7 +67,10 @@
 // while the server runs. The revocation methods end tokens early:
 // [Server.RevokeAccessTokens] (the API rejects them; one refresh cures it),
 // [Server.RevokeGrants] (the user revoked the application) and
-// [Server.Revoke] (one token).
+// [Server.Revoke] (one token); [Server.RefuseRefreshTokens] makes refresh
+// tokens be refused with the code and description a provider documents.
+// [Server.Hold] keeps token requests waiting at a [Gate] until the test
+// releases them, to act while a refresh is in flight without sleeping.
 //
 // # Observing the token endpoint
 //
@@ -71,6 +81,14 @@
 // clients (many processes, even) can tell which of them received each
 // rotation and account for every lost token family. Events name tokens by
 // grant and pair number, never by value.
+//
+// # Without a network
+//
+// [Server.Transport] serves both hosts in memory, for testing/synctest
+// bubbles (a network round trip stops their fake clock) and for tests that
+// need to know what happened to a request as soon as RoundTrip returns.
+// [Server.Current] tells the token a client of a grant should hold now, to
+// compare with what the client stored.
 //
 // # Counters and determinism
 //

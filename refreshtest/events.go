@@ -78,6 +78,12 @@ type TokenEvent struct {
 	// TokenRefused); empty otherwise.
 	Code string
 
+	// Description is the error_description of a refusal, which says what
+	// the server found wrong ("Parameter client_secret is repeated.",
+	// "The scope must be \"PRODUCTION\"."), so that a test can report it;
+	// empty otherwise. It never quotes a token or a client secret.
+	Description string
+
 	// Dropped reports that the request was handled (Kind is not
 	// TokenFault) but its answer was replaced by the injected fault Fault
 	// (Faults.AfterGrant): for a TokenGranted, the tokens were issued and

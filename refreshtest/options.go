@@ -15,9 +15,8 @@ const (
 	// Presenting a spent refresh token again is a reuse.
 	RotateAlways Rotation = iota
 	// RotateNever keeps the refresh token valid and answers refreshes
-	// without a refresh_token member, as Google does. (WSO2 with
-	// RenewRefreshTokenForRefreshGrant=false sends the same token back,
-	// which a client must treat the same way.) There is never a reuse.
+	// without a refresh_token member, as Google does. There is never a
+	// reuse.
 	RotateNever
 	// RotateGrace rotates, but a reuse within Options.Grace of the refresh
 	// token's first use, while the token it was replaced by is still unused,
@@ -28,6 +27,11 @@ const (
 	// refresh token's first use is answered with another new pair; the pair
 	// of the first use stays valid (Auth0's reuse interval).
 	RotateGraceNew
+	// RotateSame keeps the refresh token valid, as RotateNever does, but
+	// sends it back as the refresh_token member of every answer (WSO2
+	// with RenewRefreshTokenForRefreshGrant=false; gw2.me), which a client
+	// must treat as no rotation. There is never a reuse.
+	RotateSame
 )
 
 func (r Rotation) String() string {
@@ -40,6 +44,8 @@ func (r Rotation) String() string {
 		return "RotateGrace"
 	case RotateGraceNew:
 		return "RotateGraceNew"
+	case RotateSame:
+		return "RotateSame"
 	}
 	return fmt.Sprintf("Rotation(%d)", int(r))
 }
@@ -58,9 +64,10 @@ const (
 	// classify by the body, not the status.
 	Errors500
 	// ErrorsHTML answers with the status of ErrorsRFC and an HTML page
-	// without an OAuth error code, as some WSO2 error paths do. The page
-	// quotes the refresh token it was sent, as such pages do, so a test can
-	// check that the token never reaches an error message or a log.
+	// without an OAuth error code, as some WSO2 error paths do: a style
+	// element, the status, the error description, and, as such pages do,
+	// the refresh token it was sent and the client's id and secret, so a
+	// test can check that none of them reaches an error message or a log.
 	ErrorsHTML
 )
 
@@ -190,6 +197,35 @@ type Options struct {
 	// means the standard form POST of RFC 6749 §6. With a JSON dialect the
 	// client credentials, Auth, Public and Scope are not checked.
 	JSON *JSONDialect
+
+	// Strict refuses, with invalid_request, what RFC 6749 tells servers
+	// to tolerate but the seed APIs' documents rule out, so that a test
+	// can pin a client's exact wire format: a form parameter the dialect
+	// does not define (§3.2 says to ignore it); Basic credentials holding
+	// a character that form encoding escapes (with AuthBasic, where the
+	// server would decode them); with a JSON dialect, an Authorization
+	// header, a member besides JSONDialect.Field, and a header whose name
+	// differs from one of JSONDialect.Header's only in case, '-' or '_'
+	// ("partner-id" for "partnerId"), other than that header itself. The
+	// protected API then wants the scheme spelled "Bearer" and one space.
+	// Optional.
+	Strict bool
+
+	// TokenType is the token_type of every token response. Optional:
+	// empty means "bearer", as .NET OWIN servers (2BA) send it.
+	TokenType string
+
+	// RefreshTokenSuffix is appended to every refresh token the server
+	// issues, to make them hold characters that form encoding changes
+	// (2BA's hold "+", "/", "=" and "&"): a client that fails to encode
+	// them presents a token the server does not know. Optional.
+	RefreshTokenSuffix string
+
+	// BareUnauthorized makes the protected API answer 401 without a
+	// WWW-Authenticate header (gw2.me), so that a client must refresh on
+	// the status alone. Optional: by default a 401 carries a Bearer
+	// challenge (RFC 6750 §3).
+	BareUnauthorized bool
 
 	// Faults are injected into token requests from the start; see also
 	// [Server.SetFaults]. Optional.
@@ -332,12 +368,13 @@ const (
 	defaultGrace     = 30 * time.Second
 	defaultTokenPath = "/token"
 	defaultJSONField = "refresh_token"
+	defaultTokenType = "bearer"
 )
 
 // normalize checks o and fills in its defaults.
 func (o Options) normalize() (Options, error) {
 	switch {
-	case o.Rotation < RotateAlways || o.Rotation > RotateGraceNew:
+	case o.Rotation < RotateAlways || o.Rotation > RotateSame:
 		return o, fmt.Errorf("Options.Rotation %v is unknown", o.Rotation)
 	case o.Errors < ErrorsRFC || o.Errors > ErrorsHTML:
 		return o, fmt.Errorf("Options.Errors %v is unknown", o.Errors)
@@ -369,6 +406,9 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.TokenPath == "" {
 		o.TokenPath = defaultTokenPath
+	}
+	if o.TokenType == "" {
+		o.TokenType = defaultTokenType
 	}
 	if o.TokenPath[0] != '/' {
 		return o, fmt.Errorf("Options.TokenPath %q does not start with /", o.TokenPath)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // tokenRequest is a token request as the endpoint read it.
@@ -57,6 +58,14 @@ func (s *Server) readRequest(r *http.Request) tokenRequest {
 	if req.err = s.authenticate(r, form); req.err != nil {
 		return req
 	}
+	if s.opts.Strict {
+		for _, k := range slices.Sorted(maps.Keys(form)) {
+			if !s.defined(k) {
+				req.err = refuse("invalid_request", "Parameter %s is not one of this endpoint's.", k)
+				return req
+			}
+		}
+	}
 	switch gt := form.Get("grant_type"); {
 	case gt == "":
 		req.err = refuse("invalid_request", "Missing grant_type.")
@@ -70,6 +79,32 @@ func (s *Server) readRequest(r *http.Request) tokenRequest {
 		req.err = refuse("invalid_scope", "The scope must be %q.", s.opts.Scope)
 	}
 	return req
+}
+
+// defined reports whether the form parameter k belongs in a refresh
+// request of this server's dialect (RFC 6749 §2.3.1, §6).
+func (s *Server) defined(k string) bool {
+	switch k {
+	case "grant_type", "refresh_token", "scope":
+		return true
+	case "client_id":
+		return s.opts.Public || s.opts.Auth == AuthBody
+	case "client_secret":
+		return !s.opts.Public && s.opts.Auth == AuthBody
+	}
+	return false
+}
+
+// formEncoded reports whether s could be the output of the
+// application/x-www-form-urlencoded encoding: nothing that encoding escapes
+// is left raw. ('*' is left raw by some encoders, such as Java's.)
+func formEncoded(s string) bool {
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~*%+", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // authenticate checks the client's credentials (RFC 6749 §2.3).
@@ -105,6 +140,9 @@ func (s *Server) authenticate(r *http.Request, form url.Values) *oauthError {
 		}
 		if o.Auth == AuthBasic {
 			// RFC 6749 §2.3.1: form-urlencoded, then base64.
+			if o.Strict && (!formEncoded(id) || !formEncoded(secret)) {
+				return refuse("invalid_client", "Basic credentials are not form-urlencoded.")
+			}
 			var err1, err2 error
 			id, err1 = url.QueryUnescape(id)
 			secret, err2 = url.QueryUnescape(secret)
@@ -126,10 +164,27 @@ func (s *Server) readJSON(r *http.Request, req *tokenRequest) {
 		req.err = refuse("invalid_request", "The body must be application/json.")
 		return
 	}
+	if s.opts.Strict && req.header {
+		req.err = refuse("invalid_request", "This endpoint takes no Authorization header.")
+		return
+	}
 	for _, name := range slices.Sorted(maps.Keys(j.Header)) {
 		if !slices.Equal(r.Header.Values(name), j.Header[name]) {
 			req.err = refuse("invalid_request", "Header %s must be %q.", name, j.Header[name])
 			return
+		}
+	}
+	if s.opts.Strict {
+		// HTTP field names match in any case (RFC 9110 §5.1); a
+		// look-alike such as partner-id for partnerId is a deviation.
+		squash := strings.NewReplacer("-", "", "_", "")
+		for _, k := range slices.Sorted(maps.Keys(r.Header)) {
+			for name := range j.Header {
+				if !strings.EqualFold(k, name) && strings.EqualFold(squash.Replace(k), squash.Replace(name)) {
+					req.err = refuse("invalid_request", "Header %s is not %s.", k, name)
+					return
+				}
+			}
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
@@ -142,9 +197,13 @@ func (s *Server) readJSON(r *http.Request, req *tokenRequest) {
 		req.err = refuse("invalid_request", "The body is not a JSON object.")
 		return
 	}
-	if rt, ok := m[j.Field].(string); ok && rt != "" {
-		req.rt = rt
+	rt, ok := m[j.Field].(string)
+	if !ok || rt == "" {
+		req.err = refuse("invalid_request", "Missing refresh token.")
 		return
 	}
-	req.err = refuse("invalid_request", "Missing refresh token.")
+	req.rt = rt
+	if s.opts.Strict && len(m) != 1 {
+		req.err = refuse("invalid_request", "The body must hold %s and nothing else.", j.Field)
+	}
 }

@@ -36,6 +36,7 @@ type Server struct {
 	inflight  map[string]int // refresh token → requests being handled
 	faults    Faults
 	faultDebt float64 // share of a failure owed to the next request; see fail
+	gate      *Gate   // holds arriving token requests; nil: none
 	stats     Stats
 }
 
@@ -45,11 +46,13 @@ type grant struct {
 	id      int
 	n       int            // token pairs issued; the login's is 0
 	access  []*accessToken // issued, oldest first
+	refresh string         // the newest refresh token issued
 	revoked bool           // by a reuse, Revoke or RevokeGrants
 }
 
 type accessToken struct {
 	g       *grant
+	value   string
 	expiry  time.Time // zero: never expires
 	revoked bool
 }
@@ -64,6 +67,9 @@ type refreshToken struct {
 	spent  time.Time
 	answer []byte
 	next   *refreshToken
+	// refused, if set, is how the token is refused when it is presented
+	// live (RefuseRefreshTokens).
+	refused *oauthError
 }
 
 // Stats are the server's counters since it started. They are exact: every
@@ -165,9 +171,10 @@ func (s *Server) Config() *oauth2.Config {
 // ExpiresIn unless tokens never expire.
 //
 // Token values look like "at-1-0-…" and "rt-1-0-…" (grant 1, pair 0),
-// followed by 16 random hex digits, so that they are readable in failure
-// messages but cannot be hardcoded by a test. Every call starts another
-// grant: one per user or per key of a multi-user test.
+// followed by 16 random hex digits (and Options.RefreshTokenSuffix), so
+// that they are readable in failure messages but cannot be hardcoded by a
+// test. Every call starts another grant: one per user or per key of a
+// multi-user test.
 func (s *Server) Token() *oauth2.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,11 +206,11 @@ func (s *Server) issueAccess(g *grant, now time.Time) (string, *accessToken) {
 			old.revoked = true
 		}
 	}
-	a := &accessToken{g: g}
+	v := tokenValue("at", g)
+	a := &accessToken{g: g, value: v}
 	if s.opts.Lifetime > 0 {
 		a.expiry = now.Add(s.opts.Lifetime)
 	}
-	v := tokenValue("at", g)
 	s.access[v] = a
 	g.access = append(g.access, a)
 	return v, a
@@ -216,8 +223,9 @@ func (s *Server) issueRefresh(g *grant, now time.Time) (string, *refreshToken) {
 	if s.opts.RefreshLifetime > 0 {
 		r.expiry = now.Add(s.opts.RefreshLifetime)
 	}
-	v := tokenValue("rt", g)
+	v := tokenValue("rt", g) + s.opts.RefreshTokenSuffix
 	s.refresh[v] = r
+	g.refresh = v
 	return v, r
 }
 
@@ -264,6 +272,57 @@ func (s *Server) Revoke(token string) bool {
 		return true
 	}
 	return false
+}
+
+// Current returns the token that a client of token's grant holds if it
+// followed every answer of the server: the newest access token issued to
+// the grant, with its expiry, and the newest refresh token (with
+// RotateNever and RotateSame, the login's), in the form [Server.Token]
+// returns them. token is any access or refresh token the grant was issued,
+// spent or not. Current returns nil if the server did not issue token or
+// its grant was revoked. A test compares it with what its client stored.
+func (s *Server) Current(token string) *oauth2.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var g *grant
+	if a, ok := s.access[token]; ok {
+		g = a.g
+	} else if r, ok := s.refresh[token]; ok {
+		g = r.g
+	}
+	if g == nil || g.revoked {
+		return nil
+	}
+	a := g.access[len(g.access)-1]
+	tok := &oauth2.Token{AccessToken: a.value, TokenType: "Bearer", RefreshToken: g.refresh}
+	if !a.expiry.IsZero() {
+		tok.Expiry = a.expiry
+		tok.ExpiresIn = s.expiresIn()
+	}
+	return tok
+}
+
+// RefuseRefreshTokens makes the token endpoint refuse every refresh token
+// issued so far that is still live, from now on, with the OAuth error code
+// and the error_description given, in the Options.Errors style: a provider's
+// documented answer to an expired refresh token ("invalid_grant",
+// "Refresh token has expired or is invalid."), or to one it does not
+// accept for another reason ("invalid_request", "Missing refresh
+// token."). The status is that of the code (400; 401 for invalid_client).
+// Access tokens stay valid, and so do the tokens of later logins; a spent
+// refresh token is still a reuse. It panics if code is empty.
+func (s *Server) RefuseRefreshTokens(code, description string) {
+	if code == "" {
+		panic("refreshtest: RefuseRefreshTokens without an error code")
+	}
+	e := &oauthError{code: code, desc: description}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.refresh {
+		if r.spent.IsZero() && !r.g.revoked {
+			r.refused = e
+		}
+	}
 }
 
 // SetFaults replaces the faults injected into token requests from now on,

@@ -24,9 +24,10 @@ func refuse(code, format string, args ...any) *oauthError {
 
 // answer is a response, built under the lock and written after it.
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
+	status  int
+	header  http.Header
+	body    []byte
+	refused *oauthError // the refusal it answers; nil for a grant
 }
 
 func (a answer) write(w http.ResponseWriter) {
@@ -72,6 +73,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var ev TokenEvent
 	ev.Grant, ev.Pair = s.pairOf(req.rt)
+	gate := s.gate
+	if gate != nil {
+		gate.arrive()
+	}
 	s.mu.Unlock()
 	if tracked {
 		defer func() {
@@ -83,8 +88,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 
-	if !s.wait(f.Latency) {
+	if gate != nil && !gate.wait(s.closing) {
 		panic(http.ErrAbortHandler) // closing: abandon the request unanswered
+	}
+	if !s.wait(f.Latency) {
+		panic(http.ErrAbortHandler)
 	}
 	var a answer
 	if handled {
@@ -99,6 +107,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			ev.Kind, ev.Code = TokenRefused, req.err.code
 		default:
 			a = s.exchange(req, &ev)
+		}
+		if a.refused != nil {
+			ev.Description = a.refused.desc
 		}
 		ev.Time = s.opts.Now()
 		s.mu.Unlock()
@@ -171,15 +182,22 @@ func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 		s.stats.FamiliesRevoked++
 		ev.Revoked = true
 		return s.refusal(req, refuse("invalid_grant", "The refresh token was already used; every token of its grant is revoked."))
+	case r.refused != nil:
+		ev.Code = r.refused.code
+		return s.refusal(req, r.refused)
 	case !r.expiry.IsZero() && !now.Before(r.expiry):
 		return s.refusal(req, refuse("invalid_grant", "The refresh token has expired."))
 	}
-	if s.opts.Rotation == RotateNever {
+	if s.opts.Rotation == RotateNever || s.opts.Rotation == RotateSame {
 		at, _ := s.issueAccess(r.g, now)
 		ev.granted(r.g.n)
 		r.g.n++
 		s.stats.Refreshes++
-		return success(s.marshal(tokenJSON{AccessToken: at}))
+		t := tokenJSON{AccessToken: at}
+		if s.opts.Rotation == RotateSame {
+			t.RefreshToken = req.rt
+		}
+		return success(s.marshal(t))
 	}
 	a, next := s.rotate(r, now)
 	ev.granted(next.n)
@@ -201,7 +219,7 @@ func (s *Server) rotate(r *refreshToken, now time.Time) (answer, *refreshToken) 
 
 // marshal fills in the fields every token response has.
 func (s *Server) marshal(t tokenJSON) []byte {
-	t.TokenType = "bearer"
+	t.TokenType = s.opts.TokenType
 	t.ExpiresIn = s.expiresIn()
 	t.Scope = s.opts.Scope
 	b, _ := json.Marshal(t) // cannot fail
@@ -254,11 +272,27 @@ func (s *Server) refusal(req tokenRequest, e *oauthError) answer {
 	}
 	if s.opts.Errors == ErrorsHTML {
 		h.Set("Content-Type", "text/html;charset=UTF-8")
-		body := fmt.Sprintf("<!DOCTYPE html>\n<html><head><title>%d %s</title></head>\n<body><h1>%[2]s</h1>\n<p>The request could not be processed. Refresh token: %s</p></body></html>\n",
-			status, http.StatusText(status), html.EscapeString(req.rt))
-		return answer{status: status, header: h, body: []byte(body)}
+		return answer{status: status, header: h, body: s.errorPage(status, e, req.rt), refused: e}
 	}
 	h.Set("Content-Type", "application/json;charset=UTF-8")
 	body, _ := json.Marshal(map[string]string{"error": e.code, "error_description": e.desc})
-	return answer{status: status, header: h, body: body}
+	return answer{status: status, header: h, body: body, refused: e}
+}
+
+// errorPage is the ErrorsHTML page refusing a request with e: no OAuth
+// code, but the description, and the refresh token rt and the client's
+// credentials quoted, as such pages do.
+func (s *Server) errorPage(status int, e *oauthError, rt string) []byte {
+	var client string
+	switch o := s.opts; {
+	case o.JSON != nil:
+	case o.Public:
+		client = fmt.Sprintf(" (client %s)", o.ClientID)
+	default:
+		client = fmt.Sprintf(" (client %s, secret %s)", o.ClientID, o.ClientSecret)
+	}
+	text := http.StatusText(status)
+	return fmt.Appendf(nil, "<!DOCTYPE html>\n<html><head><title>%d %s</title><style>h1{color:red}</style></head>\n"+
+		"<body><h1>%[2]s</h1>\n<p>%s Refresh token: %s%s.</p></body></html>\n",
+		status, text, html.EscapeString(e.desc), html.EscapeString(rt), html.EscapeString(client))
 }
