@@ -245,6 +245,10 @@ func TestShortTokenSteadyTraffic(t *testing.T) {
 			}
 			requests++
 			time.Sleep(100 * time.Millisecond)
+			// A refresh falls due on a tick: let its timer's goroutine
+			// set the due flag before the request of that tick reads it,
+			// rather than leave the order to the scheduler.
+			synctest.Wait()
 		}
 		// Refreshes at 1.5 s, 3 s, ... 28.5 s.
 		st := srv.Stats()
