@@ -43,7 +43,8 @@
 // invalid_grant for a refresh token that is unknown, expired, spent or
 // revoked. A granted refresh answers access_token, token_type "bearer",
 // expires_in (unless tokens never expire), refresh_token (unless
-// RotateNever) and scope (if Options.Scope is set).
+// RotateNever), scope (if Options.Scope is set) and the members of
+// Options.Extra (an id_token, say).
 //
 // Refresh tokens rotate as Options.Rotation says. Presenting a spent one is
 // a reuse: outside a grace window it is refused with invalid_grant and, as
