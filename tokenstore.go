@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/oauthkit/refresh/internal/extra"
+
 	"golang.org/x/oauth2"
 )
 
@@ -161,15 +163,9 @@ func (s *MemoryStore) CompareAndSwap(ctx context.Context, key string, old, new *
 	return nil
 }
 
-// copyToken returns a copy of the exported fields of t. Extra response
-// fields (oauth2.Token.Extra) are not kept: they belong to the response that
-// produced the token, not to the token.
+// copyToken returns a copy of the exported fields of t and of its extras
+// (oauth2.Token.Extra: the JSON scalars, within the limits of
+// internal/extra), which share nothing with t's.
 func copyToken(t *oauth2.Token) *oauth2.Token {
-	return &oauth2.Token{
-		AccessToken:  t.AccessToken,
-		TokenType:    t.TokenType,
-		RefreshToken: t.RefreshToken,
-		Expiry:       t.Expiry,
-		ExpiresIn:    t.ExpiresIn,
-	}
+	return extra.Copy(t)
 }
