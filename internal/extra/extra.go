@@ -24,6 +24,7 @@
 package extra
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"net/url"
@@ -273,4 +274,41 @@ func KeepsString(s string) bool {
 		}
 	}
 	return true
+}
+
+// FromJSON returns what is kept of the members of a JSON object, given as
+// their raw values: strings, numbers (as float64) and booleans, normalized;
+// null, objects, arrays and what Normalize drops are dropped.
+func FromJSON(raw map[string]json.RawMessage) map[string]any {
+	m := make(map[string]any, min(len(raw), MaxMembers))
+	for name, r := range raw {
+		if !ValidName(name) {
+			continue
+		}
+		if v, ok := jsonScalar(r); ok {
+			m[name] = v
+		}
+	}
+	return Normalize(m)
+}
+
+// jsonScalar returns the value of a raw JSON scalar.
+func jsonScalar(raw json.RawMessage) (any, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, false
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil, false
+		}
+		return s, true
+	case 't', 'f':
+		return raw[0] == 't', true
+	case 'n', '{', '[':
+		return nil, false
+	}
+	return Number(string(raw))
 }

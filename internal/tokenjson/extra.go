@@ -114,13 +114,7 @@ func DecodeExtra(key string, tok *oauth2.Token, data []byte) (*oauth2.Token, err
 		if e.For != fp {
 			continue
 		}
-		m := make(map[string]any, len(e.Extra))
-		for name, raw := range e.Extra {
-			if v, ok := scalar(raw); ok {
-				m[name] = v
-			}
-		}
-		return extra.With(tok, extra.Normalize(m)), nil
+		return extra.With(tok, extra.FromJSON(e.Extra)), nil
 	}
 	return tok, nil
 }
@@ -164,26 +158,4 @@ func unmarshal(data []byte, v any) error {
 		return errors.New("token extras: cannot decode JSON")
 	}
 	return nil
-}
-
-// scalar returns the value of a JSON scalar as internal/extra keeps it.
-func scalar(raw json.RawMessage) (any, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return nil, false
-	}
-	switch raw[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return nil, false
-		}
-		return s, true
-	case 't', 'f':
-		return raw[0] == 't', true
-	case 'n', '{', '[':
-		return nil, false
-	}
-	f, ok := extra.Number(string(raw))
-	return f, ok
 }

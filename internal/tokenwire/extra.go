@@ -25,34 +25,18 @@ func wanted[V any](keep []string, m map[string]V) []string {
 }
 
 // jsonExtra returns the kept extra members of keep in m, a JSON object's
-// members: strings (as encoding/json decodes them), numbers (as float64)
-// and booleans; null, objects and arrays are dropped, and so is what
-// extra.Normalize drops.
+// members, as extra.FromJSON keeps them.
 func jsonExtra(m map[string]json.RawMessage, keep []string) map[string]any {
 	if len(keep) == 0 {
 		return nil
 	}
-	out := make(map[string]any)
+	raw := make(map[string]json.RawMessage)
 	for _, name := range wanted(keep, m) {
-		raw, ok := m[name]
-		if !ok || !extra.ValidName(name) {
-			continue
-		}
-		switch raw[0] {
-		case '"':
-			var s string
-			json.Unmarshal(raw, &s) // cannot fail: raw is a valid JSON string
-			out[name] = s
-		case 't', 'f':
-			out[name] = raw[0] == 't'
-		case 'n', '{', '[':
-		default:
-			if f, ok := extra.Number(string(raw)); ok {
-				out[name] = f
-			}
+		if r, ok := m[name]; ok {
+			raw[name] = r
 		}
 	}
-	return extra.Normalize(out)
+	return extra.FromJSON(raw)
 }
 
 // formExtra returns the kept extra parameters of keep in vs, as strings.
