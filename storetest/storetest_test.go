@@ -130,7 +130,7 @@ func allChecks() []string {
 // go test -run.
 func TestCheckNames(t *testing.T) {
 	want := []string{
-		"NotFound", "RoundTrip", "Overwrite", "KeyIsolation", "NoAliasing", "Concurrent", "ContextCancelled",
+		"NotFound", "RoundTrip", "Overwrite", "KeyIsolation", "NoAliasing", "Concurrent", "ContextCancelled", "Extra",
 		"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel", "Lock/Reacquire",
 		"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry",
 	}
@@ -275,6 +275,14 @@ func TestChecksFailBrokenStores(t *testing.T) {
 		name:  "expired tokens dropped",
 		store: func(*testing.T) refresh.TokenStore { return new(expiringStore) },
 		fails: []string{"RoundTrip"},
+	}, {
+		name:  "Extra dropped",
+		store: transformStoreOf(func(*oauth2.Token) {}), // it saves a copy of the fields only
+		fails: []string{"Extra"},
+	}, {
+		name:  "Extra of the previous token kept when the new one has none",
+		store: func(*testing.T) refresh.TokenStore { return new(staleExtraStore) },
+		fails: []string{"Extra"},
 	}, {
 		name:  "Save merges with the stored token",
 		store: func(*testing.T) refresh.TokenStore { return new(mergingStore) },
