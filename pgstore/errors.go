@@ -114,6 +114,10 @@ func newError(ctx context.Context, op, table string, err error) *Error {
 		if pe.Code == "42P01" || pe.Code == "3F000" { // undefined_table, invalid_schema_name
 			e.wrapped = append(e.wrapped, ErrNoTable)
 		}
+		if pe.Code == "42703" && op != "migrate" { // undefined_column
+			// A table of an earlier release lacks the extra column.
+			e.reason = "the table lacks a column the store uses; run pgstore.Migrate"
+		}
 	case errors.As(err, &scan):
 		e.reason = "cannot read column " + pgx.Identifier{scan.FieldName}.Sanitize() + " of the row"
 	case errors.As(err, &ne):
