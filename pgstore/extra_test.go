@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 
 	"github.com/oauthkit/refresh/pgstore"
@@ -57,20 +58,40 @@ func withExtra(tok *oauth2.Token, scope string) *oauth2.Token {
 	return tok.WithExtra(map[string]any{"scope": scope, "id_token": "id-" + scope, "refresh_expires_in": 60.0})
 }
 
-// TestMigrateAddsExtra: Migrate adds the extra column to a table of the
-// previous release, idempotently, and its rows read as they were, without
-// extras; the previous release reads the new rows, extras and all, and a
-// token it writes over one does not get the extras of the token it
-// replaced.
-func TestMigrateAddsExtra(t *testing.T) {
+// v1Table creates the previous release's table in a schema of its own and
+// returns its name and the options of a store over it.
+func v1Table(t *testing.T, pool *pgxpool.Pool) (string, pgstore.Options) {
+	t.Helper()
 	schema := testSchema(t)
-	pool := testPool(t)
-	ctx := ctx5s(t)
-	opts := pgstore.Options{Schema: schema}
 	ident := pgx.Identifier{schema, pgstore.DefaultTable}.Sanitize()
-	if _, err := pool.Exec(ctx, sql(v1CreateTable, ident)); err != nil {
+	if _, err := pool.Exec(ctx5s(t), sql(v1CreateTable, ident)); err != nil {
 		t.Fatal(err)
 	}
+	return ident, pgstore.Options{Schema: schema}
+}
+
+// expectExtra reports a failure unless key loads as the token whose access
+// token is at, with scope as its Extra("scope").
+func expectExtra(t *testing.T, s *pgstore.Store, what, key, at string, scope any) {
+	t.Helper()
+	got, err := s.Load(ctx5s(t), key)
+	switch {
+	case err != nil:
+		t.Fatalf("%s: Load: %v", what, err)
+	case got.AccessToken != at:
+		t.Fatalf("%s: Load returned another token", what)
+	case got.Extra("scope") != scope:
+		t.Fatalf("%s: Extra(scope) = %v, want %v", what, got.Extra("scope"), scope)
+	}
+}
+
+// TestMigrateAddsExtra: Migrate adds the extra column to a table of the
+// previous release, idempotently, and that release's rows read as they
+// were, without extras.
+func TestMigrateAddsExtra(t *testing.T) {
+	pool := testPool(t)
+	ctx := ctx5s(t)
+	ident, opts := v1Table(t, pool)
 	old := testToken("old")
 	if _, err := pool.Exec(ctx, sql(v1SaveSQL, ident), v1Args("old", old)...); err != nil {
 		t.Fatal(err)
@@ -84,12 +105,22 @@ func TestMigrateAddsExtra(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Load(ctx, "old")
-	if err != nil || got.AccessToken != old.AccessToken || got.Extra("scope") != nil {
-		t.Fatalf("a row of the previous release: %v, scope %v; want the token, no extras", err, got.Extra("scope"))
+	expectExtra(t, s, "a row of the previous release", "old", old.AccessToken, nil)
+	if err := s.Save(ctx, "old", withExtra(old, "one")); err != nil {
+		t.Fatal(err)
 	}
+	expectExtra(t, s, "the same row saved again", "old", old.AccessToken, "one")
+}
 
-	// The previous release reads a row with extras.
+// TestExtraPreviousRelease: the previous release reads the new rows, and a
+// token it writes over one, with its Save or its CompareAndSwap, which
+// leave the extra column as it was, does not get the extras of the token
+// it replaced.
+func TestExtraPreviousRelease(t *testing.T) {
+	pool := testPool(t)
+	ctx := ctx5s(t)
+	ident, opts := v1Table(t, pool)
+	s := migrated(t, pool, opts)
 	tok := withExtra(testToken("new"), "one")
 	if err := s.Save(ctx, "k", tok); err != nil {
 		t.Fatal(err)
@@ -105,19 +136,14 @@ func TestMigrateAddsExtra(t *testing.T) {
 	if r.at != tok.AccessToken || r.rt != tok.RefreshToken {
 		t.Errorf("the previous release reads another token")
 	}
-	if got, err := s.Load(ctx, "k"); err != nil || got.Extra("scope") != "one" || got.Extra("refresh_expires_in") != 60.0 {
-		t.Fatalf("Load: %v, scope %v", err, got.Extra("scope"))
-	}
+	expectExtra(t, s, "a row with extras", "k", tok.AccessToken, "one")
 
-	// It writes over it, with its Save and its CompareAndSwap: the extra
-	// column stays as it was, and must not be taken for the new token's.
 	next := testToken("next")
 	if _, err := pool.Exec(ctx, sql(v1SaveSQL, ident), v1Args("k", next)...); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Load(ctx, "k"); err != nil || got.AccessToken != next.AccessToken || got.Extra("scope") != nil {
-		t.Fatalf("after a Save of the previous release: %v, scope %v; want its token without extras", err, got.Extra("scope"))
-	}
+	expectExtra(t, s, "after a Save of the previous release", "k", next.AccessToken, nil)
+
 	if err := s.Save(ctx, "k", withExtra(next, "two")); err != nil {
 		t.Fatal(err)
 	}
@@ -126,26 +152,19 @@ func TestMigrateAddsExtra(t *testing.T) {
 	if err != nil || tag.RowsAffected() != 1 {
 		t.Fatalf("compare-and-swap of the previous release: %v, %d rows", err, tag.RowsAffected())
 	}
-	if got, err := s.Load(ctx, "k"); err != nil || got.AccessToken != last.AccessToken || got.Extra("scope") != nil {
-		t.Fatalf("after a compare-and-swap of the previous release: %v, scope %v; want its token without extras", err, got.Extra("scope"))
-	}
+	expectExtra(t, s, "after a compare-and-swap of the previous release", "k", last.AccessToken, nil)
 }
 
 // TestExtraUnmigrated: a store over a table of the previous release that
 // Migrate has not seen fails with an error saying to run it.
 func TestExtraUnmigrated(t *testing.T) {
-	schema := testSchema(t)
 	pool := testPool(t)
-	ctx := ctx5s(t)
-	ident := pgx.Identifier{schema, pgstore.DefaultTable}.Sanitize()
-	if _, err := pool.Exec(ctx, sql(v1CreateTable, ident)); err != nil {
-		t.Fatal(err)
-	}
-	s, err := pgstore.New(pool, pgstore.Options{Schema: schema})
+	_, opts := v1Table(t, pool)
+	s, err := pgstore.New(pool, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Save(ctx, "k", testToken("k")); err == nil || !strings.Contains(err.Error(), "pgstore.Migrate") {
+	if err := s.Save(ctx5s(t), "k", testToken("k")); err == nil || !strings.Contains(err.Error(), "pgstore.Migrate") {
 		t.Fatalf("Save over an unmigrated table: %v; want an error saying to run Migrate", err)
 	}
 }

@@ -84,18 +84,7 @@ func TestExtraAcrossReleases(t *testing.T) {
 			t.Fatalf("the previous release cannot read the new hash: %v", err)
 		}
 
-		prev, _ := redisstore.Hash(key, extraToken("1"))
-		next, _ := redisstore.Hash(key, &oauth2.Token{AccessToken: "at-2", RefreshToken: "rt-2"})
-		if oldWrite == "save" {
-			err = v1SaveScript.Run(ctx, c, []string{rk}, next["json"], next["cas"]).Err()
-		} else {
-			var n int
-			n, err = v1CASScript.Run(ctx, c, []string{rk}, prev["cas"], next["json"], next["cas"]).Int()
-			if err == nil && n != 1 {
-				err = fmt.Errorf("the previous release's compare-and-swap returned %d", n)
-			}
-		}
-		if err != nil {
+		if err := v1Write(ctx, c, oldWrite, rk, key, extraToken("1"), &oauth2.Token{AccessToken: "at-2", RefreshToken: "rt-2"}); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.Load(ctx, key)
@@ -106,6 +95,21 @@ func TestExtraAcrossReleases(t *testing.T) {
 			t.Errorf("%s of the previous release: the new token has the extras of the one it replaced", oldWrite)
 		}
 	}
+}
+
+// v1Write writes next over prev as the previous release does, with its
+// Save or its CompareAndSwap (how: "save" or "compare-and-swap").
+func v1Write(ctx context.Context, c redis.UniversalClient, how, rk, key string, prev, next *oauth2.Token) error {
+	p, _ := redisstore.Hash(key, prev)
+	n, _ := redisstore.Hash(key, next)
+	if how == "save" {
+		return v1SaveScript.Run(ctx, c, []string{rk}, n["json"], n["cas"]).Err()
+	}
+	r, err := v1CASScript.Run(ctx, c, []string{rk}, p["cas"], n["json"], n["cas"]).Int()
+	if err == nil && r != 1 {
+		err = fmt.Errorf("the previous release's compare-and-swap returned %d", r)
+	}
+	return err
 }
 
 // TestExtraField: a token without extras has no extra field; the retried

@@ -277,16 +277,3 @@ type lockVariant struct {
 func (s *lockVariant) Lock(ctx context.Context, key string) (func(), error) {
 	return s.lock(s.lockStore, ctx, key)
 }
-
-// staleExtraStore keeps the previous token's extras when a new token has
-// none, like a column that an UPDATE does not set.
-type staleExtraStore struct {
-	refresh.MemoryStore
-}
-
-func (s *staleExtraStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
-	if old, err := s.MemoryStore.Load(ctx, key); err == nil && tok.Extra("scope") == nil && old.Extra("scope") != nil {
-		tok = clone(tok).WithExtra(map[string]any{"scope": old.Extra("scope")})
-	}
-	return s.MemoryStore.Save(ctx, key, tok)
-}

@@ -276,14 +276,6 @@ func TestChecksFailBrokenStores(t *testing.T) {
 		store: func(*testing.T) refresh.TokenStore { return new(expiringStore) },
 		fails: []string{"RoundTrip"},
 	}, {
-		name:  "Extra dropped",
-		store: transformStoreOf(func(*oauth2.Token) {}), // it saves a copy of the fields only
-		fails: []string{"Extra"},
-	}, {
-		name:  "Extra of the previous token kept when the new one has none",
-		store: func(*testing.T) refresh.TokenStore { return new(staleExtraStore) },
-		fails: []string{"Extra"},
-	}, {
 		name:  "Save merges with the stored token",
 		store: func(*testing.T) refresh.TokenStore { return new(mergingStore) },
 		fails: []string{"Overwrite"},
