@@ -120,10 +120,23 @@ func Copy(t *oauth2.Token) *oauth2.Token {
 	return With(t, Of(t))
 }
 
+// rawIndex is the index of oauth2.Token's raw field, or nil if it has
+// none; looked up once, as copies of tokens are frequent.
+var rawIndex = func() []int {
+	f, ok := reflect.TypeFor[oauth2.Token]().FieldByName("raw")
+	if !ok {
+		return nil
+	}
+	return f.Index
+}()
+
 // rawField returns t's unexported raw field, or the zero Value if the
 // struct has none.
 func rawField(t *oauth2.Token) reflect.Value {
-	return reflect.ValueOf(t).Elem().FieldByName("raw")
+	if rawIndex == nil {
+		return reflect.Value{}
+	}
+	return reflect.ValueOf(t).Elem().FieldByIndex(rawIndex)
 }
 
 // probe asks t for the Default names, for an x/oauth2 whose raw field Of
