@@ -55,6 +55,9 @@ type Config struct {
 	// Its Endpoint.AuthStyle must be oauth2.AuthStyleInParams or
 	// oauth2.AuthStyleInHeader: auto-detection sends the same refresh token
 	// a second time after a failure, which rotating servers treat as reuse.
+	// Like x/oauth2's own refresh, it keeps every scalar member of the
+	// token response in the new token's Extra, within the limits that
+	// FormEndpoint.KeepExtra describes; a FormEndpoint keeps fewer.
 	OAuth2 *oauth2.Config
 
 	// Endpoint overrides OAuth2 as the way tokens are refreshed: a

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oauthkit/refresh/internal/extra"
 	"github.com/oauthkit/refresh/internal/tokenwire"
 	"golang.org/x/oauth2"
 )
@@ -94,6 +95,21 @@ type FormEndpoint struct {
 	// network in clear text. Config.OAuth2 has no such option: set
 	// Config.Endpoint to a FormEndpoint with the same settings instead.
 	AllowHTTP bool
+	// KeepExtra names the members of the token response to keep in the
+	// new token's Extra, beyond id_token, scope and refresh_expires_in,
+	// which are always kept; [KeepAllExtra] ("*") keeps every one.
+	// Optional. Kept members are saved in the store with the token, and a
+	// refresh response without id_token or scope keeps the previous ones.
+	//
+	// Only JSON scalars are kept, as Extra returns them: string, float64
+	// or bool (a form-encoded response's values are strings). At most 32
+	// members and 64 KiB are kept, a string value of at most 32 KiB;
+	// anything else (null, an object or array, an oversized value) is
+	// dropped, never an error, as the token it comes with may be the only
+	// valid one. Names that the token holds in fields of its own
+	// (access_token, token_type, refresh_token, expires_in, expiry) are
+	// refused.
+	KeepExtra []string
 }
 
 // JSONEndpoint refreshes with a JSON request body, for token endpoints
@@ -113,9 +129,10 @@ type JSONEndpoint struct {
 	// Header holds extra request headers, such as an API key or a partner
 	// id. Optional.
 	Header http.Header
-	// HTTPClient and AllowHTTP are as in FormEndpoint.
+	// HTTPClient, AllowHTTP and KeepExtra are as in FormEndpoint.
 	HTTPClient *http.Client
 	AllowHTTP  bool
+	KeepExtra  []string
 }
 
 // Refresh implements [Endpoint].
@@ -157,7 +174,7 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 		}
 		req.SetBasicAuth(id, secret)
 	}
-	return send(httpClient(f.HTTPClient), req, tok.RefreshToken, tok.AccessToken, f.ClientSecret)
+	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), tok.RefreshToken, tok.AccessToken, f.ClientSecret)
 }
 
 func (f *FormEndpoint) validate() error {
@@ -166,6 +183,9 @@ func (f *FormEndpoint) validate() error {
 	}
 	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
 		return errors.New("FormEndpoint.Auth must be AuthInBody, AuthBasic or AuthBasicRaw when a ClientSecret is set")
+	}
+	if err := checkKeepExtra("FormEndpoint", f.KeepExtra); err != nil {
+		return err
 	}
 	return checkClient(f.HTTPClient)
 }
@@ -195,21 +215,24 @@ func (j *JSONEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 	copyHeader(req.Header, j.Header)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	return send(httpClient(j.HTTPClient), req, tok.RefreshToken, tok.AccessToken)
+	return send(httpClient(j.HTTPClient), req, keepNames(j.KeepExtra), tok.RefreshToken, tok.AccessToken)
 }
 
 func (j *JSONEndpoint) validate() error {
 	if err := checkURL(j.URL, j.AllowHTTP, "set JSONEndpoint.AllowHTTP"); err != nil {
 		return err
 	}
+	if err := checkKeepExtra("JSONEndpoint", j.KeepExtra); err != nil {
+		return err
+	}
 	return checkClient(j.HTTPClient)
 }
 
-// send posts req once and interprets the answer. secrets (the tokens and
-// the client secret of the request) are redacted from anything kept of the
-// response, in every encoding.
-func send(client *http.Client, req *http.Request, secrets ...string) (*oauth2.Token, error) {
-	tok, x := exchange(client, req, secrets)
+// send posts req once and interprets the answer, keeping the extra members
+// keep names. secrets (the tokens and the client secret of the request) are
+// redacted from anything kept of the response, in every encoding.
+func send(client *http.Client, req *http.Request, keep []string, secrets ...string) (*oauth2.Token, error) {
+	tok, x := exchange(client, req, keep, secrets)
 	if x != nil {
 		x.clean(secrets...)
 		return nil, x
@@ -217,7 +240,7 @@ func send(client *http.Client, req *http.Request, secrets ...string) (*oauth2.To
 	return tok, nil
 }
 
-func exchange(client *http.Client, req *http.Request, secrets []string) (*oauth2.Token, *Error) {
+func exchange(client *http.Client, req *http.Request, keep, secrets []string) (*oauth2.Token, *Error) {
 	resp, err := client.Do(req)
 	if err != nil {
 		// url.Error names the method and URL, never the body. It is
@@ -239,7 +262,7 @@ func exchange(client *http.Client, req *http.Request, secrets []string) (*oauth2
 		}
 		return nil, x
 	}
-	tok, oe, perr := tokenwire.Parse(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	tok, oe, perr := tokenwire.Parse(resp.StatusCode, resp.Header.Get("Content-Type"), body, keep...)
 	switch {
 	case oe != nil:
 		x.Code, x.Description, x.URI = oe.Code, oe.Description, oe.URI
@@ -255,6 +278,7 @@ func exchange(client *http.Client, req *http.Request, secrets []string) (*oauth2
 		return nil, x
 	}
 	t := &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken, ExpiresIn: tok.ExpiresIn}
+	t = extra.With(t, tok.Extra)
 	if tok.ExpiresIn > 0 {
 		t.Expiry = time.Now().Add(time.Duration(tok.ExpiresIn) * time.Second)
 	}
@@ -345,7 +369,10 @@ func httpClient(c *http.Client) *http.Client {
 const oauth2HTTPAdvice = "set Config.Endpoint instead of Config.OAuth2, to a *refresh.FormEndpoint " +
 	"with AllowHTTP and the same TokenURL, ClientID, ClientSecret, Auth and HTTPClient"
 
-// oauth2Endpoint turns an x/oauth2 configuration into a FormEndpoint.
+// oauth2Endpoint turns an x/oauth2 configuration into a FormEndpoint. It
+// keeps every extra member of the response (within the limits), as
+// x/oauth2's own refresh does, so that code written for its tokens' Extra
+// works.
 func oauth2Endpoint(conf *oauth2.Config, hc *http.Client) (*FormEndpoint, error) {
 	var auth ClientAuth
 	switch {
@@ -366,5 +393,6 @@ func oauth2Endpoint(conf *oauth2.Config, hc *http.Client) (*FormEndpoint, error)
 		return nil, errors.New("refresh: Config.OAuth2.Endpoint.AuthStyle must be oauth2.AuthStyleInParams or oauth2.AuthStyleInHeader " +
 			"(auto-detection re-sends the refresh token after a failure, which rotating servers treat as reuse)")
 	}
-	return &FormEndpoint{TokenURL: conf.Endpoint.TokenURL, ClientID: conf.ClientID, ClientSecret: conf.ClientSecret, Auth: auth, HTTPClient: hc}, nil
+	return &FormEndpoint{TokenURL: conf.Endpoint.TokenURL, ClientID: conf.ClientID, ClientSecret: conf.ClientSecret, Auth: auth, HTTPClient: hc,
+		KeepExtra: []string{KeepAllExtra}}, nil
 }

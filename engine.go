@@ -79,7 +79,9 @@ func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) er
 }
 
 // Token returns a valid token for key, loading it from the store or
-// refreshing it if needed. The returned token is a copy.
+// refreshing it if needed. The returned token is a copy, with its extras
+// (oauth2.Token.Extra: the id_token and scope of the response that issued
+// it, or of an earlier one if that response had none).
 func (e *Engine) Token(ctx context.Context, key string) (*oauth2.Token, error) {
 	key = normalizeKey(key)
 	ent := e.entry(key)

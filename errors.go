@@ -257,7 +257,7 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 	}
 	x.Key = key
 	netErr := x.StatusCode == 0 && isNetError(x.Err)
-	x.clean(base.AccessToken, base.RefreshToken)
+	x.clean(tokenSecrets(base)...)
 	if x.Err == nil {
 		x.Err = refusal(x)
 	}

@@ -69,13 +69,14 @@ func (ent *entry) ours(t *oauth2.Token) bool {
 }
 
 // secrets returns the values of every token of the key this entry knows,
-// and of extra, to be redacted from the errors of user code. Called with
+// and of extra, to be redacted from the errors of user code: access and
+// refresh tokens, and extras such as id_token (see tokenSecrets). Called with
 // ent.mu held.
 func (ent *entry) secrets(extra ...*oauth2.Token) []string {
 	var s []string
 	add := func(t *oauth2.Token) {
 		if t != nil {
-			s = append(s, t.AccessToken, t.RefreshToken)
+			s = append(s, tokenSecrets(t)...)
 		}
 	}
 	for _, t := range extra {

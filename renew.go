@@ -44,7 +44,7 @@ func (r *run) refresh(ctx context.Context) (nt *oauth2.Token, s *snapshot, x *Er
 // key's cross-process lock is kept meanwhile (see end).
 func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapshot, error) {
 	e, ent := r.e, r.ent
-	nt = copyToken(nt)
+	nt = carryOver(nt, r.base) // a copy, keeping base's id_token and scope if nt has none
 	if nt.RefreshToken == "" {
 		nt.RefreshToken = r.base.RefreshToken // RFC 6749 §6: the old one stays valid
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/oauthkit/refresh/internal/extra"
+
 	"golang.org/x/oauth2"
 )
 
@@ -25,6 +27,12 @@ var ErrNotFound = errors.New("refresh: no token stored for this key")
 // and overrides Save must therefore override CompareAndSwap too, or the
 // engine's saves bypass the override through the promoted method; see
 // [MemoryStore] (example "wrapping").
+//
+// A store should keep a token's extras too (oauth2.Token.Extra, such as the
+// id_token and scope of the response that issued it): the JSON scalars
+// (string, float64, bool) that Extra returns for a token the engine hands
+// it, and nothing of a previous token's for one saved without them. Every
+// store of this module does, and storetest checks it.
 type TokenStore interface {
 	// Load returns the token stored for key. If there is none, Load returns
 	// an error for which errors.Is(err, ErrNotFound) is true; any other
@@ -104,8 +112,9 @@ func SameToken(a, b *oauth2.Token) bool {
 }
 
 // MemoryStore is a [TokenStore] that keeps tokens in memory, for programs
-// that do not need tokens to survive a restart and for tests. Its zero value
-// is an empty store ready to use.
+// that do not need tokens to survive a restart and for tests. It keeps
+// their extras (oauth2.Token.Extra). Its zero value is an empty store ready
+// to use.
 //
 // MemoryStore is a [CompareAndSwapper]. A type that embeds it to add to its
 // writes must override CompareAndSwap as well as Save: the engine saves
@@ -161,15 +170,9 @@ func (s *MemoryStore) CompareAndSwap(ctx context.Context, key string, old, new *
 	return nil
 }
 
-// copyToken returns a copy of the exported fields of t. Extra response
-// fields (oauth2.Token.Extra) are not kept: they belong to the response that
-// produced the token, not to the token.
+// copyToken returns a copy of the exported fields of t and of its extras
+// (oauth2.Token.Extra: the JSON scalars, within the limits of
+// internal/extra), which share nothing with t's.
 func copyToken(t *oauth2.Token) *oauth2.Token {
-	return &oauth2.Token{
-		AccessToken:  t.AccessToken,
-		TokenType:    t.TokenType,
-		RefreshToken: t.RefreshToken,
-		Expiry:       t.Expiry,
-		ExpiresIn:    t.ExpiresIn,
-	}
+	return extra.Copy(t)
 }

@@ -14,6 +14,7 @@
 // stays inside the directory:
 //
 //	<hash>.json   the token
+//	<hash>.extra  the token's extras, if it has any
 //	<hash>.lock   the refresh lock ([Store.Lock]), on platforms with flock
 //	<hash>.wlock  the write lock of Save and CompareAndSwap, idem
 //
@@ -33,7 +34,25 @@
 // token has none. The key is stored in the file (base64-encoded in an extra
 // "key_base64" field if it is not valid UTF-8) and checked by Load, so a
 // file copied or renamed from another key's is refused rather than handed
-// out. oauth2.Token.Extra is not stored.
+// out.
+//
+// The token's extras (oauth2.Token.Extra: id_token, scope and the like, the
+// JSON scalars the engine keeps) are in "<hash>.extra", not in the token
+// file: the releases before this one refuse a token file with a member they
+// do not know, and would refuse every token during a rolling deploy or
+// after a rollback. They never read the extras file. It holds
+//
+//	{"version":1,"tokens":[{"for":"<fingerprint>","extra":{"id_token":"…","scope":"…"}}]}
+//
+// where each entry is bound to its token by a SHA-256 fingerprint of the
+// key and the token's access and refresh tokens: a token that such a
+// release saved, leaving the extras file as it was, loads without the
+// extras of the token it replaced. A Save writes the extras file (the new
+// token's entry and the previous token's) before the token file, and a
+// Save of a token without extras removes it after; a crash in between
+// leaves a token without its extras at worst, never with another's. An
+// extras file that cannot be decoded makes Load fail like a corrupt token
+// file; a Save replaces it.
 //
 // # Errors
 //
@@ -61,8 +80,8 @@
 //
 // # Atomicity and crashes
 //
-// Save and CompareAndSwap write a temporary file ("<hash>.json.tmp-…",
-// mode 0600) in the same directory, flush it to disk, rename it over the
+// Save and CompareAndSwap write a temporary file ("<hash>.json.tmp-…", and
+// "<hash>.extra.tmp-…" for the extras file, mode 0600) in the same directory, flush it to disk, rename it over the
 // token file and flush the directory. Rename is atomic, so a reader (Load
 // takes no lock) and a program restarted after a crash see the old token
 // or the new one, never a mix. When Save returns nil the new token is on

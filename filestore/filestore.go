@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -20,6 +18,7 @@ import (
 // followed by one of these.
 const (
 	tokenExt = ".json"  // the token, replaced atomically by rename
+	extraExt = ".extra" // the token's extras (see extra.go), likewise
 	lockExt  = ".lock"  // the refresh lock (Store.Lock), long-held
 	wlockExt = ".wlock" // the write lock, held around one Save or CompareAndSwap
 	tempMark = ".tmp-"  // temporary files: "<hash>.json.tmp-<random>"
@@ -91,7 +90,11 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("filestore: load: %w", err)
 	}
-	return readToken(s.path(key, tokenExt), key)
+	tok, err := readToken(s.path(key, tokenExt), key)
+	if err != nil {
+		return nil, err
+	}
+	return s.readExtra(key, tok)
 }
 
 // Save implements [refresh.TokenStore]. The file is replaced atomically:
@@ -111,7 +114,7 @@ func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 		return err
 	}
 	defer unlock()
-	return replaceFile(s.dir, s.path(key, tokenExt), data)
+	return s.write(key, tok, data)
 }
 
 // CompareAndSwap implements [refresh.CompareAndSwapper]. old == nil means
@@ -146,30 +149,16 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	if !refresh.SameToken(cur, old) {
 		return fmt.Errorf("filestore: %s: %w", path, refresh.ErrConflict)
 	}
-	return replaceFile(s.dir, path, data)
+	return s.write(key, new, data)
 }
 
 // readToken reads and decodes the token file at path, which must hold key.
 // Anything but a regular file at path (a symbolic link, wherever it points,
 // a named pipe, a directory) is corrupt: the store never writes one.
 func readToken(path, key string) (*oauth2.Token, error) {
-	f, err := openRegular(path, os.O_RDONLY, 0)
-	var notRegular *notRegularError
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, refresh.ErrNotFound
-	case errors.As(err, &notRegular):
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, notRegular)
-	case err != nil:
-		return nil, fmt.Errorf("filestore: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	data, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("filestore: %w", err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%w: %s: larger than %d bytes", ErrCorrupt, path, maxFileSize)
+		return nil, err
 	}
 	tok, err := decode(data, key)
 	if err != nil {

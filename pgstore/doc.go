@@ -33,14 +33,15 @@
 //		expiry        timestamptz NULL,
 //		expires_in    bigint NOT NULL,
 //		version       bigint NOT NULL,
-//		updated_at    timestamptz NOT NULL DEFAULT now()
+//		updated_at    timestamptz NOT NULL DEFAULT now(),
+//		extra         text NULL
 //	)
 //
 // One row per key. Empty token fields are stored as empty strings, a zero
 // Expiry as NULL; Expiry keeps microseconds (PostgreSQL's precision). An
 // expiry the store never writes, infinity, -infinity or the zero time
 // (which would read as "never expires"), makes Load fail rather than guess.
-// oauth2.Token.Extra is not stored. version starts at 1 and is incremented
+// version starts at 1 and is incremented
 // by every write, updated_at set to the time of the write: both are for
 // people looking at the table, the store does not read them. The "C"
 // collation makes keys and tokens compare byte by byte, whatever the
@@ -48,6 +49,24 @@
 // bytes (a PostgreSQL text value cannot hold others); any other is refused
 // with an error that says which field is at fault, before anything is
 // sent, never stored under another key.
+//
+// The extra column holds the token's extras (oauth2.Token.Extra: id_token,
+// scope and the like, the JSON scalars the engine keeps), NULL if it has
+// none:
+//
+//	{"version":1,"tokens":[{"for":"<fingerprint>","extra":{"id_token":"…","scope":"…"}}]}
+//
+// It came after the other columns. Migrate adds it to a table that lacks
+// it (ALTER TABLE … ADD COLUMN, which needs the table's owner, only then;
+// a nullable column without a default rewrites no row), so run Migrate
+// before this release's stores use a table made by an earlier one: until
+// then they fail with an error saying so. Rows written before read with no
+// extras. The earlier release names its columns, so it goes on reading and
+// writing the table during a rolling deploy or after a rollback; a row it
+// updates keeps the extra column it had, and the fingerprint of the token
+// in each entry (a SHA-256 of the key and the access and refresh tokens)
+// keeps those extras from being taken for the new token's. An extra column
+// that cannot be decoded makes Load fail.
 //
 // Migrate also checks an existing table, made by hand or by another
 // program, and refuses one that would break a promise of the store, with
@@ -68,7 +87,8 @@
 //     without time zone stores the writer's wall-clock time, so an expiry
 //     saved by a process at UTC+3 reads back 3 hours late and an expired
 //     token looks valid; timestamptz(0) rounds an expiry up.
-//   - expires_in and version are bigint.
+//   - expires_in and version are bigint; extra is text, or varchar without
+//     a length, and allows NULL.
 //   - access_token, token_type, refresh_token and expires_in are NOT NULL;
 //     expiry allows NULL.
 //   - key has a valid, non-deferrable unique index of its own (the primary

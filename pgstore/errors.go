@@ -114,6 +114,7 @@ func newError(ctx context.Context, op, table string, err error) *Error {
 		if pe.Code == "42P01" || pe.Code == "3F000" { // undefined_table, invalid_schema_name
 			e.wrapped = append(e.wrapped, ErrNoTable)
 		}
+		e.reason = advice(op, pe.Code)
 	case errors.As(err, &scan):
 		e.reason = "cannot read column " + pgx.Identifier{scan.FieldName}.Sanitize() + " of the row"
 	case errors.As(err, &ne):
@@ -171,4 +172,14 @@ var conditionNames = map[string]string{
 	"57P02": "crash_shutdown",
 	"57P03": "cannot_connect_now",
 	"57P05": "idle_session_timeout",
+}
+
+// advice is what an *Error of op with SQLSTATE code says to do, if
+// anything: a table of an earlier release lacks a column the store uses
+// (extra) until Migrate adds it.
+func advice(op, code string) string {
+	if code == "42703" && op != "migrate" { // undefined_column
+		return "the table lacks a column the store uses; run pgstore.Migrate"
+	}
+	return ""
 }

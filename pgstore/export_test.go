@@ -25,6 +25,16 @@ func NewErrorForTest(ctx context.Context, op, table string, err error) error {
 // TokenFromRow returns what Load returns for key from table when the row
 // it read holds these columns.
 func TokenFromRow(table, key, rowKey, accessToken, tokenType, refreshToken string, expiry pgtype.Timestamptz, expiresIn int64) (*oauth2.Token, error) {
-	r := row{rowKey, accessToken, tokenType, refreshToken, expiry, expiresIn}
+	r := row{key: rowKey, accessToken: accessToken, tokenType: tokenType, refreshToken: refreshToken, expiry: expiry, expiresIn: expiresIn}
+	return r.token(table, key)
+}
+
+// TokenFromRowExtra is TokenFromRow for a row whose extra column holds
+// extra (NULL if nil).
+func TokenFromRowExtra(table, key, accessToken, refreshToken string, extra *string) (*oauth2.Token, error) {
+	r := row{key: key, accessToken: accessToken, refreshToken: refreshToken}
+	if extra != nil {
+		r.extra = pgtype.Text{String: *extra, Valid: true}
+	}
 	return r.token(table, key)
 }

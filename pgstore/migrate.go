@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -47,13 +48,17 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	expiry        timestamptz NULL,
 	expires_in    bigint NOT NULL,
 	version       bigint NOT NULL,
-	updated_at    timestamptz NOT NULL DEFAULT now()
+	updated_at    timestamptz NOT NULL DEFAULT now(),
+	extra         text NULL
 )`,
 	}
 	for _, q := range stmts {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return newError(ctx, "migrate", ident, err)
 		}
+	}
+	if err := addExtra(ctx, tx, ident); err != nil {
+		return newError(ctx, "migrate", ident, err)
 	}
 	// An existing table made by hand or by another program must be one
 	// the store can keep its promises with, not only one that has the
@@ -68,4 +73,24 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 		return newError(ctx, "migrate", ident, err)
 	}
 	return nil
+}
+
+// addExtra adds the column extra, which came after the others, to a table
+// made before it (by Migrate of an earlier release), as NULL in every row:
+// no extras. Only when it is missing, so that a table that has it needs no
+// privilege beyond what the store uses (ALTER TABLE needs the table's
+// owner). Adding a nullable column without a default rewrites nothing and
+// holds the table's lock for an instant; the previous release, which
+// names its columns, goes on reading and writing the table.
+func addExtra(ctx context.Context, tx pgx.Tx, ident string) error {
+	var kind string
+	var has bool
+	err := tx.QueryRow(ctx, `SELECT c.relkind::text, EXISTS (SELECT FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = c.oid AND a.attname = 'extra' AND a.attnum > 0 AND NOT a.attisdropped)
+		FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`, ident).Scan(&kind, &has)
+	if err != nil || has || kind != "r" && kind != "p" {
+		return err // not a table: checkTable says what it is
+	}
+	_, err = tx.Exec(ctx, "ALTER TABLE "+ident+" ADD COLUMN IF NOT EXISTS extra text NULL")
+	return err
 }

@@ -290,6 +290,7 @@ var storeColumns = []column{
 	{"expires_in", `bigint NOT NULL`},
 	{"version", `bigint NOT NULL`},
 	{"updated_at", `timestamptz NOT NULL DEFAULT now()`},
+	{"extra", `text NULL`},
 }
 
 // createTable creates the table ident by hand, with storeColumns but for

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/internal/tokenjson"
 )
 
 // DefaultTable is the table name used when [Options.Table] is empty.
@@ -161,7 +162,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if maxConns < 2 {
 		return nil, fmt.Errorf("pgstore: the pool allows %d connection(s), need at least 2: a held lock keeps one", maxConns)
 	}
-	cols := "access_token, token_type, refresh_token, expiry, expires_in"
+	cols := "access_token, token_type, refresh_token, expiry, expires_in, extra"
 	return &Store{
 		pool:  pool,
 		ident: ident,
@@ -171,17 +172,17 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 
 		loadSQL: "SELECT key, " + cols + " FROM " + ident + " WHERE key = $1",
 		saveSQL: "INSERT INTO " + ident + " AS t (key, " + cols + ", version, updated_at)" +
-			" VALUES ($1, $2, $3, $4, $5, $6, 1, now())" +
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, 1, now())" +
 			" ON CONFLICT (key) DO UPDATE SET access_token = EXCLUDED.access_token," +
 			" token_type = EXCLUDED.token_type, refresh_token = EXCLUDED.refresh_token," +
-			" expiry = EXCLUDED.expiry, expires_in = EXCLUDED.expires_in," +
+			" expiry = EXCLUDED.expiry, expires_in = EXCLUDED.expires_in, extra = EXCLUDED.extra," +
 			" version = t.version + 1, updated_at = now()",
 		insertSQL: "INSERT INTO " + ident + " (key, " + cols + ", version, updated_at)" +
-			" VALUES ($1, $2, $3, $4, $5, $6, 1, now())" +
+			" VALUES ($1, $2, $3, $4, $5, $6, $7, 1, now())" +
 			" ON CONFLICT (key) DO NOTHING",
 		updateSQL: "UPDATE " + ident + " SET access_token = $2, token_type = $3, refresh_token = $4," +
-			" expiry = $5, expires_in = $6, version = version + 1, updated_at = now()" +
-			" WHERE key = $1 AND access_token = $7 AND refresh_token = $8",
+			" expiry = $5, expires_in = $6, extra = $7, version = version + 1, updated_at = now()" +
+			" WHERE key = $1 AND access_token = $8 AND refresh_token = $9",
 	}, nil
 }
 
@@ -220,8 +221,12 @@ func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	if err := checkText("save", s.ident, key, tok, nil); err != nil {
 		return err
 	}
-	err := s.retry(ctx, func() error {
-		_, err := s.pool.Exec(ctx, s.saveSQL, args(key, tok)...)
+	a, err := args(key, tok)
+	if err != nil {
+		return err
+	}
+	err = s.retry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, s.saveSQL, a...)
 		return err
 	})
 	if err != nil {
@@ -245,13 +250,17 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	if err := checkText("compare-and-swap", s.ident, key, new, old); err != nil {
 		return err
 	}
+	a, err := args(key, new)
+	if err != nil {
+		return err
+	}
 	var tag pgconn.CommandTag
-	err := s.retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		var err error
 		if old == nil {
-			tag, err = s.pool.Exec(ctx, s.insertSQL, args(key, new)...)
+			tag, err = s.pool.Exec(ctx, s.insertSQL, a...)
 		} else {
-			tag, err = s.pool.Exec(ctx, s.updateSQL, append(args(key, new), old.AccessToken, old.RefreshToken)...)
+			tag, err = s.pool.Exec(ctx, s.updateSQL, append(a, old.AccessToken, old.RefreshToken)...)
 		}
 		return err
 	})
@@ -291,13 +300,24 @@ func checkText(op, table, key string, tok, old *oauth2.Token) error {
 	return nil
 }
 
-// args returns the parameters $1…$6 of the write statements.
-func args(key string, tok *oauth2.Token) []any {
+// args returns the parameters $1…$7 of the write statements: the key and
+// the token's columns, its extras as a tokenjson extras record (see row.go)
+// or NULL if it has none.
+func args(key string, tok *oauth2.Token) ([]any, error) {
 	var expiry *time.Time // NULL: no expiry
 	if !tok.Expiry.IsZero() {
 		expiry = &tok.Expiry
 	}
-	return []any{key, tok.AccessToken, tok.TokenType, tok.RefreshToken, expiry, tok.ExpiresIn}
+	var extra *string // NULL: no extras
+	rec, err := tokenjson.EncodeExtra(key, tok, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if rec != nil {
+		s := string(rec) // JSON: valid UTF-8, NUL escaped, as a text column needs
+		extra = &s
+	}
+	return []any{key, tok.AccessToken, tok.TokenType, tok.RefreshToken, expiry, tok.ExpiresIn, extra}, nil
 }
 
 // retry runs a statement again when it failed because its pooled

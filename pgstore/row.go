@@ -5,6 +5,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh/internal/tokenjson"
 )
 
 // row is a row of the table as Load reads it: the columns of loadSQL.
@@ -12,12 +14,22 @@ type row struct {
 	key, accessToken, tokenType, refreshToken string
 	expiry                                    pgtype.Timestamptz // not Valid: NULL, no expiry
 	expiresIn                                 int64
+	extra                                     pgtype.Text // not Valid: NULL, no extras
 }
 
 // dest returns where Scan puts the columns of loadSQL.
 func (r *row) dest() []any {
-	return []any{&r.key, &r.accessToken, &r.tokenType, &r.refreshToken, &r.expiry, &r.expiresIn}
+	return []any{&r.key, &r.accessToken, &r.tokenType, &r.refreshToken, &r.expiry, &r.expiresIn, &r.extra}
 }
+
+// The extra column holds the token's extras (oauth2.Token.Extra) as a
+// tokenjson extras record, or NULL if it has none. It came after the other
+// columns: the previous release selects and writes its own columns by
+// name, so it reads and writes a table that has it (Migrate of either
+// release accepts it), and this release reads that release's rows (NULL:
+// no extras). A row that release updates keeps the extra column it had;
+// the record's entries are bound to their token, so that token's extras
+// are not taken for the new one's.
 
 // token returns the token of the row that Load read for key from table, or
 // an error that holds no value of the row.
@@ -40,6 +52,12 @@ func (r *row) token(table, key string) (*oauth2.Token, error) {
 		return nil, fmt.Errorf("pgstore: load in %s: the row's expiry is the zero time, which the store never writes (NULL means none)", table)
 	default:
 		tok.Expiry = r.expiry.Time
+	}
+	if r.extra.Valid {
+		var err error
+		if tok, err = tokenjson.DecodeExtra(key, tok, []byte(r.extra.String)); err != nil {
+			return nil, fmt.Errorf("pgstore: load in %s: the row's extra column is not one the store writes: %v", table, err)
+		}
 	}
 	return tok, nil
 }

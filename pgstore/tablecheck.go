@@ -53,6 +53,8 @@ var needs = []need{
 	{name: "expires_in", types: []uint32{pgtype.Int8OID}, want: "bigint", notNull: true},
 	{name: "version", types: []uint32{pgtype.Int8OID}, want: "bigint"},
 	{name: "updated_at", types: []uint32{pgtype.TimestamptzOID}, want: "timestamptz without a precision"},
+	// Added after the others: Migrate adds it to a table that lacks it.
+	{name: "extra", types: textTypes, want: textWant, nullable: true},
 }
 
 // checkTable returns an error wrapping ErrBadTable that lists every way

@@ -23,8 +23,9 @@
 // braces, spaces or bytes that are not UTF-8) gets a distinct, printable
 // name:
 //
-//	<prefix>{<sha256 of key>}:tok   a hash: the token (field "json") and
-//	                                 its fingerprint (field "cas")
+//	<prefix>{<sha256 of key>}:tok   a hash: the token (field "json"), its
+//	                                 fingerprint (field "cas") and its
+//	                                 extras, if it has any (field "extra")
 //	<prefix>{<sha256 of key>}:lock  a string: the lock's owner, with a TTL
 //
 // The "json" field holds:
@@ -36,9 +37,21 @@
 // token has none. The key is stored too (base64-encoded in an extra
 // "key_base64" field if it is not valid UTF-8) and checked by Load, so a
 // value copied or renamed from another key's is refused rather than handed
-// out. oauth2.Token.Extra is not stored. The "cas" field is the hex SHA-256
-// of the access and refresh tokens, what [Store.CompareAndSwap] compares; it
-// tells nothing the "json" field does not.
+// out. The "cas" field is the hex SHA-256 of the access and refresh tokens,
+// what [Store.CompareAndSwap] compares; it tells nothing the "json" field
+// does not.
+//
+// The "extra" field holds the token's extras (oauth2.Token.Extra: id_token,
+// scope and the like, the JSON scalars the engine keeps):
+//
+//	{"version":1,"tokens":[{"for":"<fingerprint>","extra":{"id_token":"…","scope":"…"}}]}
+//
+// They are not in the "json" field because the releases before this one
+// refuse a "json" with a member they do not know; those releases read only
+// "json", and remove "extra" whenever they write, as every write replaces
+// the hash whole. The fingerprint binds the entry to its token all the
+// same. An "extra" field that cannot be decoded makes Load fail with
+// [ErrCorrupt].
 //
 // The token has no TTL: a refresh token outlives the access token it came
 // with, often by months, and a token that expired in Redis would mean a new

@@ -19,9 +19,13 @@ func FromHash(s *Store, key string, m map[string]string) (*oauth2.Token, error) 
 
 // Hash returns the fields that Save stores for key's token.
 func Hash(key string, tok *oauth2.Token) (map[string]string, error) {
-	data, err := encode(key, tok)
+	data, extra, err := encode(key, tok)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{fieldJSON: string(data), fieldCAS: fingerprint(tok)}, nil
+	m := map[string]string{fieldJSON: string(data), fieldCAS: fingerprint(tok)}
+	if extra != "" {
+		m[fieldExtra] = extra
+	}
+	return m, nil
 }

@@ -27,17 +27,29 @@ const maxValueSize = 1 << 20
 
 // Fields of a token's Redis hash.
 const (
-	fieldJSON = "json" // the token, as tokenjson JSON
-	fieldCAS  = "cas"  // fingerprint(token), what CompareAndSwap compares
+	fieldJSON  = "json"  // the token, as tokenjson JSON
+	fieldCAS   = "cas"   // fingerprint(token), what CompareAndSwap compares
+	fieldExtra = "extra" // the token's extras, a tokenjson extras record; only if it has any
 )
 
-// encode returns the JSON stored for key's token.
-func encode(key string, tok *oauth2.Token) ([]byte, error) {
-	data, err := tokenjson.Encode(key, tok)
+// encode returns the JSON stored for key's token, and its extras record
+// ("" if it has no extras).
+//
+// The extras are not in the token's JSON: the releases before them decode
+// it with tokenjson.Decode, which refuses a member it does not know. They
+// are in a field of their own, which those releases never read (they read
+// "json" alone) and remove whenever they write, as every write replaces the
+// hash whole.
+func encode(key string, tok *oauth2.Token) (data []byte, extra string, err error) {
+	data, err = tokenjson.Encode(key, tok)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: %w", err)
+		return nil, "", fmt.Errorf("redisstore: %w", err)
 	}
-	return data, nil
+	rec, err := tokenjson.EncodeExtra(key, tok, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("redisstore: %w", err)
+	}
+	return data, string(rec), nil
 }
 
 // fromHash returns key's token from the fields of its Redis hash rk, as
@@ -52,6 +64,14 @@ func fromHash(rk, key string, m map[string]string) (*oauth2.Token, error) {
 	if err != nil {
 		// %v, not %w: the cause is described, not kept.
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, rk, err)
+	}
+	if rec, ok := m[fieldExtra]; ok {
+		if len(rec) > maxValueSize {
+			return nil, fmt.Errorf("%w: %s: field %q is larger than %d bytes", ErrCorrupt, rk, fieldExtra, maxValueSize)
+		}
+		if tok, err = tokenjson.DecodeExtra(key, tok, []byte(rec)); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, rk, err)
+		}
 	}
 	return tok, nil
 }

@@ -159,13 +159,15 @@ func (s *Store) tokenKey(key string) string { return s.slot(key) + ":tok" }
 func (s *Store) lockKey(key string) string { return s.slot(key) + ":lock" }
 
 // saveScript replaces the token hash whole: whatever held the key (another
-// token, a value of another type, one with a TTL) is gone, and the JSON and
-// its fingerprint change together.
+// token, a value of another type, one with a TTL) is gone, and the JSON,
+// its fingerprint and its extras change together.
 //
-// KEYS[1]: token key. ARGV[1]: JSON. ARGV[2]: fingerprint.
+// KEYS[1]: token key. ARGV[1]: JSON. ARGV[2]: fingerprint. ARGV[3]: extras
+// record, or "" for none.
 var saveScript = redis.NewScript(`
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'json', ARGV[1], 'cas', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'extra', ARGV[3]) end
 return 1
 `)
 
@@ -178,7 +180,7 @@ return 1
 // own token.
 //
 // KEYS[1]: token key. ARGV[1]: expected fingerprint or "". ARGV[2]: new
-// JSON. ARGV[3]: new fingerprint.
+// JSON. ARGV[3]: new fingerprint. ARGV[4]: new extras record, or "".
 var casScript = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'none' then
@@ -186,13 +188,14 @@ if t == 'none' then
 elseif t ~= 'hash' then
   return -1
 else
-  local cur = redis.call('HMGET', KEYS[1], 'cas', 'json')
+  local cur = redis.call('HMGET', KEYS[1], 'cas', 'json', 'extra')
   if not cur[1] then return -2 end
-  if cur[1] == ARGV[3] and cur[2] == ARGV[2] then return 1 end
+  if cur[1] == ARGV[3] and cur[2] == ARGV[2] and (cur[3] or '') == ARGV[4] then return 1 end
   if cur[1] ~= ARGV[1] then return 0 end
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'json', ARGV[2], 'cas', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'extra', ARGV[4]) end
 return 1
 `)
 
@@ -230,11 +233,11 @@ func (s *Store) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: save %s: %w", rk, err)
 	}
-	data, err := encode(key, tok)
+	data, extra, err := encode(key, tok)
 	if err != nil {
 		return err
 	}
-	if err := saveScript.Run(ctx, s.client, []string{rk}, data, fingerprint(tok)).Err(); err != nil {
+	if err := saveScript.Run(ctx, s.client, []string{rk}, data, fingerprint(tok), extra).Err(); err != nil {
 		return fmt.Errorf("redisstore: save %s: %w", rk, err)
 	}
 	return nil
@@ -258,7 +261,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redisstore: compare-and-swap %s: %w", rk, err)
 	}
-	data, err := encode(key, new)
+	data, extra, err := encode(key, new)
 	if err != nil {
 		return err
 	}
@@ -266,7 +269,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	if old != nil {
 		want = fingerprint(old)
 	}
-	n, err := casScript.Run(ctx, s.client, []string{rk}, want, data, fingerprint(new)).Int()
+	n, err := casScript.Run(ctx, s.client, []string{rk}, want, data, fingerprint(new), extra).Int()
 	switch {
 	case err != nil:
 		return fmt.Errorf("redisstore: compare-and-swap %s: %w", rk, err)

@@ -46,11 +46,12 @@
 // invalid_grant for a refresh token that is unknown, expired, spent or
 // revoked. A granted refresh answers access_token, token_type "bearer"
 // (Options.TokenType), expires_in (unless tokens never expire),
-// refresh_token (unless RotateNever) and scope (if Options.Scope is set).
-// Options.Strict also refuses what the RFC tells servers to tolerate
-// (unknown parameters, unencoded Basic credentials…), to pin a client's
-// exact wire format; with Options.TokenPath, Auth, Errors, Scope, JSON and
-// the others it speaks each seed API's dialect (see ExampleOptions_gw2).
+// refresh_token (unless RotateNever), scope (if Options.Scope is set) and the
+// members of Options.Extra (an id_token, say). Options.Strict also refuses
+// what the RFC tells servers to tolerate (unknown parameters, unencoded
+// Basic credentials…), to pin a client's exact wire format; with
+// Options.TokenPath, Auth, Errors, Scope, JSON and the others it speaks each
+// seed API's dialect (see ExampleOptions_gw2).
 //
 // Refresh tokens rotate as Options.Rotation says. Presenting a spent one is
 // a reuse: outside a grace window it is refused with invalid_grant and, as

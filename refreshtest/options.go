@@ -189,6 +189,18 @@ type Options struct {
 	// that asks for one is refused with invalid_scope.
 	Scope string
 
+	// Extra, if set, adds members to token responses, such as an OpenID
+	// Connect id_token: Extra(grant, pair) is added to the response that
+	// issues that pair of that grant (see [TokenEvent]; with RotateNever,
+	// the pair of the new access token), and Extra(grant, 0) is the Extra
+	// of the token [Server.Token] returns. A nil or empty map adds
+	// nothing; a member the response has already (access_token,
+	// token_type, expires_in, refresh_token, scope if Options.Scope is
+	// set) is not replaced. A RotateGrace replay repeats the first answer,
+	// members included. It is called with the server's lock held and must
+	// not call the Server's methods. Optional.
+	Extra func(grant, pair int) map[string]any
+
 	// TokenPath is the path of the token endpoint on its server. Optional:
 	// empty means "/token".
 	TokenPath string

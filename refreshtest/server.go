@@ -168,7 +168,7 @@ func (s *Server) Config() *oauth2.Config {
 
 // Token starts a new grant, as a completed login does, and returns its first
 // token pair: AccessToken, TokenType "Bearer", RefreshToken, and Expiry and
-// ExpiresIn unless tokens never expire.
+// ExpiresIn unless tokens never expire, and the Extra of Options.Extra.
 //
 // Token values look like "at-1-0-…" and "rt-1-0-…" (grant 1, pair 0),
 // followed by 16 random hex digits (and Options.RefreshTokenSuffix), so
@@ -189,6 +189,9 @@ func (s *Server) Token() *oauth2.Token {
 	if !a.expiry.IsZero() {
 		tok.Expiry = a.expiry
 		tok.ExpiresIn = s.expiresIn()
+	}
+	if ex := s.extra(g.id, 0); len(ex) > 0 {
+		tok = tok.WithExtra(ex)
 	}
 	return tok
 }

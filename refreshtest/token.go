@@ -191,13 +191,14 @@ func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 	if s.opts.Rotation == RotateNever || s.opts.Rotation == RotateSame {
 		at, _ := s.issueAccess(r.g, now)
 		ev.granted(r.g.n)
-		r.g.n++
-		s.stats.Refreshes++
 		t := tokenJSON{AccessToken: at}
 		if s.opts.Rotation == RotateSame {
 			t.RefreshToken = req.rt
 		}
-		return success(s.marshal(t))
+		body := s.marshal(t, r.g)
+		r.g.n++
+		s.stats.Refreshes++
+		return success(body)
 	}
 	a, next := s.rotate(r, now)
 	ev.granted(next.n)
@@ -211,19 +212,44 @@ func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 func (s *Server) rotate(r *refreshToken, now time.Time) (answer, *refreshToken) {
 	at, _ := s.issueAccess(r.g, now)
 	rt, next := s.issueRefresh(r.g, now)
+	body := s.marshal(tokenJSON{AccessToken: at, RefreshToken: rt}, r.g)
 	r.g.n++
 	s.stats.Refreshes++
 	s.stats.Rotations++
-	return success(s.marshal(tokenJSON{AccessToken: at, RefreshToken: rt})), next
+	return success(body), next
 }
 
-// marshal fills in the fields every token response has.
-func (s *Server) marshal(t tokenJSON) []byte {
+// marshal fills in the fields every token response has, and the members
+// of Options.Extra for g's pair number g.n. Called with mu held.
+func (s *Server) marshal(t tokenJSON, g *grant) []byte {
 	t.TokenType = s.opts.TokenType
 	t.ExpiresIn = s.expiresIn()
 	t.Scope = s.opts.Scope
 	b, _ := json.Marshal(t) // cannot fail
+	ex := s.extra(g.id, g.n)
+	if len(ex) == 0 {
+		return b
+	}
+	var m map[string]any
+	json.Unmarshal(b, &m) // cannot fail: b is an object
+	for k, v := range ex {
+		if _, ok := m[k]; !ok {
+			m[k] = v
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic("refreshtest: Options.Extra returned a member that JSON cannot encode")
+	}
 	return b
+}
+
+// extra returns the members of Options.Extra for a pair.
+func (s *Server) extra(grant, pair int) map[string]any {
+	if s.opts.Extra == nil {
+		return nil
+	}
+	return s.opts.Extra(grant, pair)
 }
 
 func success(body []byte) answer {

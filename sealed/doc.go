@@ -86,9 +86,12 @@
 // bytes (crypto/rand) drawn for each seal, so sealing the same token twice
 // gives two different values; random nonces keep a key safe for 2^32 seals
 // (NIST SP 800-38D), far more than a token store makes. The plaintext is JSON: access_token, token_type,
-// refresh_token, expiry (RFC 3339 with nanoseconds, UTC) and expires_in;
-// oauth2.Token.Extra is not kept, as in [refresh.MemoryStore]. A loaded
-// expiry is therefore in UTC: compare expiries with time.Time.Equal.
+// refresh_token, expiry (RFC 3339 with nanoseconds, UTC), expires_in and,
+// if the token has any, extra: its extras (oauth2.Token.Extra, such as an
+// id_token), sealed with it, so the backend never sees them. Releases
+// before the extras skip that member and open such a value as the token
+// without them. A loaded expiry is in UTC: compare expiries with
+// time.Time.Equal.
 //
 // # Additional data
 //

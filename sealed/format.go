@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/oauthkit/refresh/internal/extra"
 )
 
 // The sealed representation, version 1. Changing any of these makes every
@@ -27,13 +29,18 @@ const (
 var encoding = base64.RawURLEncoding.Strict()
 
 // payload is the plaintext that gets sealed: the fields of an oauth2.Token
-// that a store keeps (Extra is not kept, as in refresh.MemoryStore).
+// that a store keeps, and its extras (oauth2.Token.Extra, as internal/extra
+// keeps them). The extras came after version 1 and are a member of the
+// same payload: the releases before read it with json.Unmarshal, which
+// skips a member it does not know, so they open the new payloads (without
+// the extras), and this release opens theirs (without extras).
 type payload struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	Expiry       string `json:"expiry,omitempty"` // RFC 3339 with nanoseconds, UTC; "" means none
-	ExpiresIn    int64  `json:"expires_in,omitempty"`
+	AccessToken  string                     `json:"access_token"`
+	TokenType    string                     `json:"token_type,omitempty"`
+	RefreshToken string                     `json:"refresh_token,omitempty"`
+	Expiry       string                     `json:"expiry,omitempty"` // RFC 3339 with nanoseconds, UTC; "" means none
+	ExpiresIn    int64                      `json:"expires_in,omitempty"`
+	Extra        map[string]json.RawMessage `json:"extra,omitempty"`
 }
 
 // additionalData binds a sealed value to the format version, the key ID
@@ -52,6 +59,7 @@ func seal(aead cipher.AEAD, keyID, storeKey string, tok *oauth2.Token) (*oauth2.
 		TokenType:    tok.TokenType,
 		RefreshToken: tok.RefreshToken,
 		ExpiresIn:    tok.ExpiresIn,
+		Extra:        rawExtra(tok),
 	}
 	if !tok.Expiry.IsZero() {
 		// RFC 3339 has four-digit years; a time outside them would
@@ -72,6 +80,19 @@ func seal(aead cipher.AEAD, keyID, storeKey string, tok *oauth2.Token) (*oauth2.
 	buf = aead.Seal(buf, buf[:nonceSize], plain, additionalData(keyID, storeKey))
 	clear(plain)
 	return &oauth2.Token{AccessToken: prefix + keyID + ":" + encoding.EncodeToString(buf)}, nil
+}
+
+// rawExtra returns tok's extras as the payload holds them, nil if none.
+func rawExtra(tok *oauth2.Token) map[string]json.RawMessage {
+	m := extra.Of(tok)
+	if len(m) == 0 {
+		return nil
+	}
+	raw := make(map[string]json.RawMessage, len(m))
+	for name, v := range m {
+		raw[name], _ = json.Marshal(v) // cannot fail: scalars only
+	}
+	return raw
 }
 
 // parse splits a stored token into the ID of the key that sealed it and the
@@ -113,12 +134,12 @@ func open(aead cipher.AEAD, keyID, storeKey, data string) (*oauth2.Token, error)
 	if err := json.Unmarshal(plain, &p); err != nil {
 		return nil, fmt.Errorf("sealed: key %q: token sealed with key id %q has malformed contents", storeKey, keyID)
 	}
-	tok := &oauth2.Token{
+	tok := extra.With(&oauth2.Token{
 		AccessToken:  p.AccessToken,
 		TokenType:    p.TokenType,
 		RefreshToken: p.RefreshToken,
 		ExpiresIn:    p.ExpiresIn,
-	}
+	}, extra.FromJSON(p.Extra))
 	if p.Expiry != "" {
 		if tok.Expiry, err = time.Parse(time.RFC3339Nano, p.Expiry); err != nil {
 			return nil, fmt.Errorf("sealed: key %q: token sealed with key id %q has a malformed expiry", storeKey, keyID)

@@ -156,8 +156,7 @@ func TestRoundTrip(t *testing.T) {
 		})
 	}
 
-	// Extra belongs to the token response, not the token: not kept, as
-	// in MemoryStore.
+	// Extra is sealed with the token, and the backend sees none of it.
 	withExtra := sampleToken().WithExtra(map[string]any{"id_token": "x"})
 	if err := s.Save(t.Context(), "extra", withExtra); err != nil {
 		t.Fatalf("Save: %v", err)
@@ -167,8 +166,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	checkSame(t, got, sampleToken())
-	if v := got.Extra("id_token"); v != nil {
-		t.Errorf("Extra(id_token): got %q, want nil", v)
+	if v := got.Extra("id_token"); v != "x" {
+		t.Errorf("Extra(id_token): got %q, want x", v)
+	}
+	if raw, _ := mem.Load(t.Context(), "extra"); raw.Extra("id_token") != nil {
+		t.Errorf("the backend's token has an Extra(id_token) of its own")
 	}
 }
 

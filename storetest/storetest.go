@@ -20,7 +20,7 @@
 //     millisecond, whatever its location; a zero Expiry stays zero, empty
 //     fields stay empty, an expired token is kept (its refresh token outlives
 //     it), 4 KiB tokens of base64 and JWT characters come back unchanged.
-//     Extra is not checked: a store need not keep it.
+//     Extra is checked by its own subtest.
 //   - Overwrite: a Save replaces the whole token; nothing of the previous
 //     one is kept.
 //   - KeyIsolation: keys that differ by case, spaces, "/", "..", "\",
@@ -32,6 +32,11 @@
 //     token saved to that key, never a mix of two saves.
 //   - ContextCancelled: calls with a context that has already ended return
 //     promptly, with or without an error, and do not panic.
+//   - Extra: a token's extras (oauth2.Token.Extra, such as id_token and
+//     scope) come back from Load as saved, JSON scalars as encoding/json
+//     reads them (string, float64, bool); a token saved without extras loads
+//     without any, even over a token that had some; a CompareAndSwap stores
+//     the new token's extras. Every store of this module keeps them.
 //   - Lock/Exclusion, Lock/ContextEnd, Lock/Cancel, Lock/Reacquire, if the
 //     store is a [refresh.Locker]: one holder at a time per key, keys
 //     independent; a Lock that waits returns when its context ends, with an
@@ -142,6 +147,7 @@ var storeChecks = []check[refresh.TokenStore]{
 	{"NoAliasing", checkNoAliasing},
 	{"Concurrent", checkConcurrent},
 	{"ContextCancelled", checkContextCancelled},
+	{"Extra", checkExtra},
 }
 
 // lockChecks apply to stores that implement refresh.Locker.

@@ -130,7 +130,7 @@ func allChecks() []string {
 // go test -run.
 func TestCheckNames(t *testing.T) {
 	want := []string{
-		"NotFound", "RoundTrip", "Overwrite", "KeyIsolation", "NoAliasing", "Concurrent", "ContextCancelled",
+		"NotFound", "RoundTrip", "Overwrite", "KeyIsolation", "NoAliasing", "Concurrent", "ContextCancelled", "Extra",
 		"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel", "Lock/Reacquire",
 		"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry",
 	}

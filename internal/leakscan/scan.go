@@ -20,6 +20,7 @@ import (
 // tests.
 var patterns = []*regexp.Regexp{
 	regexp.MustCompile(`\b(at|rt)-[0-9]+-[0-9]+-[0-9a-f]{16}\b`), // refreshtest
+	regexp.MustCompile(`\bidt-[0-9]+-[0-9]+-[0-9a-f]{16}\b`),     // the ID tokens tests have refreshtest send (Options.Extra)
 	regexp.MustCompile(`refreshtest-secret/\+= &`),               // refreshtest.DefaultClientSecret
 	regexp.MustCompile(`\b(at|rt)-[0-9]+-secretvalue\b`),         // the root package's authServer
 	regexp.MustCompile(`client-secret-value`),

@@ -13,10 +13,11 @@ import (
 // encoding, alone or inside a longer text, at every alignment.
 func TestScanFindsEveryEncoding(t *testing.T) {
 	const tok = "rt-12-3-0123456789abcdef"
+	const idTok = "idt-12-3-0123456789abcdef"
 	const secret = "my+odd/secret=value&x"
 	s := New(secret)
 	js, _ := json.Marshal(secret)
-	for _, v := range []string{tok, secret} {
+	for _, v := range []string{tok, idTok, secret} {
 		forms := map[string]string{
 			"raw":     v,
 			"query":   url.QueryEscape(v),

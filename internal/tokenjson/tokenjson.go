@@ -11,6 +11,9 @@
 // and written once, and "key_base64" only as Encode writes it. No error of
 // Decode quotes the data, which holds tokens; callers wrap the errors with
 // their own sentinel and say where the data came from.
+//
+// A token's extras (oauth2.Token.Extra) are kept in a second record, next
+// to the token's: see [EncodeExtra].
 package tokenjson
 
 import (
@@ -49,8 +52,9 @@ type wireToken struct {
 	ExpiresIn    int64   `json:"expires_in"`
 }
 
-// Encode returns the compact JSON of key's token. Extra response fields
-// (oauth2.Token.Extra) are not kept, as in refresh.MemoryStore. It fails
+// Encode returns the compact JSON of key's token. Its extras
+// (oauth2.Token.Extra) are not in it but in a record of their own, for the
+// reason [EncodeExtra] gives. It fails
 // only if the expiry's year is outside 0 to 9999; its errors have no
 // package prefix.
 func Encode(key string, tok *oauth2.Token) ([]byte, error) {

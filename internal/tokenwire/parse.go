@@ -22,6 +22,9 @@ type Token struct {
 	TokenType    string // as sent; "" if missing or not a string
 	RefreshToken string // "" if the response carries none
 	ExpiresIn    int64  // seconds, > 0; 0 means unknown (missing, null, 0, negative, unparseable)
+	// Extra holds the members that Parse was asked to keep, as
+	// internal/extra normalizes them; nil if there are none.
+	Extra map[string]any
 }
 
 // ErrorBody is an OAuth error response (RFC 6749 §5.2).
@@ -47,9 +50,15 @@ type ErrorBody struct{ Code, Description, URI string }
 // text/html. Otherwise it is a form if the media type is
 // application/x-www-form-urlencoded or text/plain, and unreadable if not.
 //
+// keep names the members, beyond those of the token itself, to return in
+// Token.Extra; "*" among them means every member. Only JSON scalars are
+// kept (a form's values are strings), and what internal/extra does not
+// keep is dropped (see extraMembers): an odd extra member never makes the
+// response an error, as the token it comes with may be the only valid one.
+//
 // Error messages never contain any part of the body.
-func Parse(status int, contentType string, body []byte) (*Token, *ErrorBody, error) {
-	f, err := decode(contentType, body)
+func Parse(status int, contentType string, body []byte, keep ...string) (*Token, *ErrorBody, error) {
+	f, ex, err := decode(contentType, body, keep)
 	if err == nil {
 		if e := f.errorBody(); e != nil {
 			return nil, e, nil
@@ -65,6 +74,7 @@ func Parse(status int, contentType string, body []byte) (*Token, *ErrorBody, err
 	if err != nil {
 		return nil, nil, err
 	}
+	t.Extra = ex
 	return t, nil, nil
 }
 
@@ -100,21 +110,23 @@ const (
 
 var bom = []byte("\uFEFF")
 
-func decode(contentType string, body []byte) (fields, error) {
+// decode returns the interpreted members of body and the extra members of
+// keep.
+func decode(contentType string, body []byte, keep []string) (fields, map[string]any, error) {
 	rest := bytes.TrimPrefix(body, bom)
 	skipped := len(body) - len(rest) // so that offsets refer to body
 	trimmed := bytes.TrimLeft(rest, " \t\r\n")
 	if len(trimmed) == 0 {
-		return nil, malformed("empty body")
+		return nil, nil, malformed("empty body")
 	}
 	mt := mediaType(contentType)
 	switch {
 	case trimmed[0] == '{' || mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		return decodeJSON(rest, skipped)
+		return decodeJSON(rest, skipped, keep)
 	case mt == "application/x-www-form-urlencoded" || mt == "text/plain":
-		return decodeForm(trimmed)
+		return decodeForm(trimmed, keep)
 	}
-	return nil, malformed("unsupported content type")
+	return nil, nil, malformed("unsupported content type")
 }
 
 // mediaType returns the lower-cased media type of a Content-Type header, or
@@ -127,7 +139,7 @@ func mediaType(contentType string) string {
 	return mt
 }
 
-func decodeJSON(body []byte, skipped int) (fields, error) {
+func decodeJSON(body []byte, skipped int, keep []string) (fields, map[string]any, error) {
 	// A map rather than a struct, so that each member is interpreted on its
 	// own (one odd member does not spoil the others) and names match exactly
 	// (encoding/json matches struct fields case-insensitively).
@@ -136,12 +148,12 @@ func decodeJSON(body []byte, skipped int) (fields, error) {
 		// encoding/json's messages quote parts of the input; report the offset only.
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return nil, malformed(fmt.Sprintf("JSON syntax error at offset %d", se.Offset+int64(skipped)))
+			return nil, nil, malformed(fmt.Sprintf("JSON syntax error at offset %d", se.Offset+int64(skipped)))
 		}
-		return nil, malformed("not a JSON object")
+		return nil, nil, malformed("not a JSON object")
 	}
 	if m == nil { // the body was null
-		return nil, malformed("not a JSON object")
+		return nil, nil, malformed("not a JSON object")
 	}
 	f := make(fields, len(names))
 	for _, name := range names {
@@ -161,16 +173,16 @@ func decodeJSON(body []byte, skipped int) (fields, error) {
 			f[name] = value{kind: num, s: string(raw)}
 		}
 	}
-	return f, nil
+	return f, jsonExtra(m, keep), nil
 }
 
-func decodeForm(body []byte) (fields, error) {
+func decodeForm(body []byte, keep []string) (fields, map[string]any, error) {
 	// Trailing white space (text/plain bodies often end in a newline) would
 	// otherwise become part of the last value.
 	vs, err := url.ParseQuery(string(bytes.TrimSpace(body)))
 	if err != nil {
 		// ParseQuery's messages quote parts of the input.
-		return nil, malformed("invalid form encoding")
+		return nil, nil, malformed("invalid form encoding")
 	}
 	f := make(fields, len(names))
 	for _, name := range names {
@@ -180,10 +192,10 @@ func decodeForm(body []byte) (fields, error) {
 			f[name] = value{kind: str, s: v[0]}
 		default:
 			// Which of two access tokens is the right one? Refuse to guess.
-			return nil, malformed("repeated parameter")
+			return nil, nil, malformed("repeated parameter")
 		}
 	}
-	return f, nil
+	return f, formExtra(vs, keep), nil
 }
 
 // str returns the named member if it is a string, and "" if not.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -230,11 +231,11 @@ func TestParse(t *testing.T) {
 }
 
 func equalToken(a, b *Token) bool {
-	return a == nil && b == nil || a != nil && b != nil && *a == *b
+	return reflect.DeepEqual(a, b)
 }
 
 func equalErrorBody(a, b *ErrorBody) bool {
-	return a == nil && b == nil || a != nil && b != nil && *a == *b
+	return reflect.DeepEqual(a, b)
 }
 
 // TestParseErrorsHideBody checks that no error message repeats a token, or
@@ -468,6 +469,7 @@ func FuzzParse(f *testing.F) {
 			if got.ExpiresIn < 0 || got.ExpiresIn > math.MaxInt32 {
 				t.Errorf("got ExpiresIn %d", got.ExpiresIn)
 			}
+			checkKeepAll(t, status, contentType, body, got)
 		}
 		if eb != nil {
 			if eb.Code == "" {
