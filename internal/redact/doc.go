@@ -27,8 +27,9 @@
 // An escape just before an escaped secret can swallow its first bytes: in
 // "%b0%E2%80%A8" a reader sees "b0%E2%80%A8", the secret "b0\u2028"
 // percent-encoded, but decoding reads the byte "%b0" first. The rest of
-// the secret is therefore also searched in the decoded texts, where the
-// escape before it ends with the swallowed bytes (see leadsOf).
+// each form (the secret, its base64) is therefore also searched in the
+// decoded texts, where the escape before it ends with the swallowed bytes
+// (see leadsOf).
 //
 // Every form is also searched in the decoded texts, so that a base64 blob
 // with "/" escaped as "\/", or percent-encoded, is found too. Each byte of
@@ -55,8 +56,10 @@
 // only when the input holds a "\", "\\" or "%". Each search is one
 // [strings.Index] scan, plus O(len(in)) steps for overlapping occurrences
 // (see form.occurrences), so String costs about 4 × forms × len(in), with at
-// most 15 forms for each secret (up to five of them tails, searched only in
-// the decoded texts). Each decoded view takes 5 bytes of memory for each
-// byte of input, and the marks 4 once a secret is found. Callers cap what
-// they pass (the token endpoint's body is at most 1 MiB).
+// most 10 forms for each secret, plus at most five tails of each non-hex one
+// (searched only in the decoded texts; a form has one on average, for its
+// first characters are hex digits a third of the time). Each decoded view
+// takes 5 bytes of memory for each byte of input, and the marks 4 once a
+// secret is found. Callers cap what they pass (the token endpoint's body is
+// at most 1 MiB).
 package redact

@@ -67,8 +67,18 @@ func formsOf(secret string, owner int) []form {
 			})
 		}
 	}
-	for _, lead := range leadsOf(secret) {
-		fs = append(fs, form{text: secret[len(lead):], owner: owner, lead: lead})
+	// Any form may lose its first bytes to an escape just before it (see
+	// leadsOf): its rest is searched too. Not the hex forms, which no
+	// encoder escapes, so that the raw input shows them whole.
+	for _, f := range fs {
+		if f.text == h || f.text == strings.ToUpper(h) {
+			continue
+		}
+		for _, lead := range leadsOf(f.text) {
+			tail := f
+			tail.text, tail.lead = f.text[len(lead):], lead
+			fs = append(fs, tail)
+		}
 	}
 	for i := range fs {
 		fs[i].period = period(fs[i].text)
