@@ -26,7 +26,8 @@ func jsonString(s string, html bool) string {
 	return strings.TrimSuffix(b.String(), "\n")[1 : b.Len()-2]
 }
 
-// uEscape writes each rune of s for which escape is true as \uXXXX (a
+// uEscape writes each rune of s for which escape is true, and each one a
+// JSON string must escape, as \uXXXX (a
 // surrogate pair beyond the BMP), in lower or upper case hex.
 func uEscape(s string, upper bool, escape func(rune) bool) string {
 	format := "\\u%04x"
@@ -35,7 +36,10 @@ func uEscape(s string, upper bool, escape func(rune) bool) string {
 	}
 	var b strings.Builder
 	for _, r := range s {
-		if !escape(r) {
+		// Whatever else it escapes, a JSON string escapes '"', '\' and
+		// control characters (RFC 8259, Section 7): a raw backslash
+		// would start an escape of its own with what follows.
+		if !escape(r) && r != '"' && r != '\\' && r >= 0x20 {
 			b.WriteRune(r)
 			continue
 		}
