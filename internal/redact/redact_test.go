@@ -27,8 +27,8 @@ func jsonString(s string, html bool) string {
 }
 
 // uEscape writes each rune of s for which escape is true, and each one a
-// JSON string must escape, as \uXXXX (a
-// surrogate pair beyond the BMP), in lower or upper case hex.
+// JSON string must escape, as \uXXXX (a surrogate pair beyond the BMP), in
+// lower or upper case hex.
 func uEscape(s string, upper bool, escape func(rune) bool) string {
 	format := "\\u%04x"
 	if upper {
