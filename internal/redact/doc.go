@@ -29,7 +29,11 @@
 // percent-encoded, but decoding reads the byte "%b0" first. The rest of
 // each form (the secret, its base64) is therefore also searched in the
 // decoded texts, where the escape before it ends with the swallowed bytes
-// (see leadsOf).
+// (see leadsOf), or where the input before it, read from a backslash, is a
+// JSON spelling of the first characters that decoding read otherwise,
+// pairing that backslash with a stray one before it (`\\u0026…`: see
+// view.unpaired; up to 8 characters, for a secret that starts with
+// backslashes).
 //
 // Every form is also searched in the decoded texts, so that a base64 blob
 // with "/" escaped as "\/", or percent-encoded, is found too. Each byte of
@@ -44,8 +48,10 @@
 // Not found: a secret encoded twice over (percent-encoded JSON, "%252F"),
 // HTML character references (the caller decodes them first, as
 // tokenwire.Snippet does), the JSON form of a secret that is not valid
-// UTF-8 (encoders replace its bytes), and base64 of an escaped form (a
-// JSON document with "\/" in it, then base64-encoded).
+// UTF-8 (encoders replace its bytes), base64 of an escaped form (a JSON
+// document with "\/" in it, then base64-encoded), and a secret whose first
+// character is beyond the BMP, \u-escaped as a surrogate pair right after a
+// stray backslash.
 //
 // # Cost
 //
@@ -56,9 +62,12 @@
 // only when the input holds a "\", "\\" or "%". Each search is one
 // [strings.Index] scan, plus O(len(in)) steps for overlapping occurrences
 // (see form.occurrences), so String costs about 4 × forms × len(in), with at
-// most 10 forms for each secret, plus at most five tails of each non-hex one
-// (searched only in the decoded texts; a form has one on average, for its
-// first characters are hex digits a third of the time). Each decoded view
+// most 10 forms for each secret, plus tails of each non-hex one, searched
+// only in the decoded texts: one for a JSON spelling after a stray
+// backslash (one more for each backslash the form starts with, up to 8),
+// and about one more on average, up to five, for an escape that swallows
+// first characters that are hex digits. A tail found is checked in at most
+// 96 bytes before it. Each decoded view
 // takes 5 bytes of memory for each byte of input, and the marks 4 once a
 // secret is found. Callers cap what they pass (the token endpoint's body is
 // at most 1 MiB).

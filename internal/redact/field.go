@@ -23,9 +23,26 @@ const Ellipsis = "…"
 // or collapsing spaces cannot split one into pieces that escape, and after
 // it, for one that only appears once the characters around it are gone.
 // The result is cut last, so a cut never leaves part of a secret.
+//
+// Of a longer input only the first [MaxFieldInput] bytes are looked at (see
+// [Secrets.Head]), which bounds the cost.
 func Field(in string, max int, secrets Secrets) string {
-	s := clean(secrets.String(in))
+	s := clean(secrets.String(secrets.Head(in, MaxFieldInput)))
 	return cut(secrets.String(s), max)
+}
+
+// MaxFieldInput is how much of its input [Field] looks at.
+const MaxFieldInput = 64 << 10
+
+// Head returns in, or its first bytes if it is longer than n: fewer than n,
+// so that no spelling of a secret is cut in two and a part of it kept (a
+// spelling takes at most 12 bytes for each byte of the secret, its JSON
+// surrogate pairs).
+func (s Secrets) Head(in string, n int) string {
+	if len(in) <= n {
+		return in
+	}
+	return in[:max(n-12*s.longest, 0)]
 }
 
 // clean collapses white space and removes invalid UTF-8 and non-printable

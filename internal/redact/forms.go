@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"iter"
 	"strings"
+	"unicode/utf8"
 )
 
 // minFormLen is the length of the shortest base64 or hex form searched
@@ -27,8 +28,11 @@ type form struct {
 
 	// For a tail form, the secret's first bytes that text lacks: it is
 	// searched in decoded views only, where an escape that starts before
-	// the secret ends with lead (see leadsOf).
-	lead string
+	// the secret ends with lead (see leadsOf). With escaped set, lead is
+	// the secret's first characters instead, spelled in JSON after a
+	// stray backslash (see view.unpaired).
+	lead    string
+	escaped bool
 }
 
 const (
@@ -78,6 +82,18 @@ func formsOf(secret string, owner int) []form {
 			tail := f
 			tail.text, tail.lead = f.text[len(lead):], lead
 			fs = append(fs, tail)
+		}
+		// The first characters, spelled in JSON after a stray backslash
+		// (see view.unpaired): the backslashes the form starts with (each
+		// spelled "\\\\" extends the run of them) and the character after.
+		n, heads := 0, min(1+len(f.text)-len(strings.TrimLeft(f.text, `\`)), maxHeadRunes)
+		for range heads {
+			if _, size := utf8.DecodeRuneInString(f.text[n:]); n+size < len(f.text) {
+				n += size
+				tail := f
+				tail.text, tail.lead, tail.escaped = f.text[n:], f.text[:n], true
+				fs = append(fs, tail)
+			}
 		}
 	}
 	for i := range fs {

@@ -26,6 +26,7 @@ type Secrets struct {
 	forms        []form   // every form of every secret; none twice
 	fingerprints []string // Fingerprint of each secret, indexed by form.owner
 	tagged       bool     // mark with "[token <fingerprint>]" instead of Marker
+	longest      int      // the length of the longest secret
 }
 
 // New returns the Secrets that hide each of values, with [Marker]. Values
@@ -39,6 +40,7 @@ func New(values ...string) Secrets {
 			continue
 		}
 		seenValue[v] = true
+		s.longest = max(s.longest, len(v))
 		owner := len(s.fingerprints)
 		s.fingerprints = append(s.fingerprints, Fingerprint(v))
 		for _, f := range formsOf(v, owner) {
@@ -101,7 +103,12 @@ func (s Secrets) String(in string) string {
 				lo, hi := v.span(f.widen(v.text, i, i+len(f.text)))
 				if f.lead != "" {
 					var ok bool
-					if lo, ok = v.swallowed(in, i, f.lead); !ok {
+					if f.escaped {
+						lo, ok = v.unpaired(in, i, f.lead)
+					} else {
+						lo, ok = v.swallowed(in, i, f.lead)
+					}
+					if !ok {
 						continue
 					}
 				}

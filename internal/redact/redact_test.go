@@ -134,6 +134,8 @@ func TestString(t *testing.T) {
 		{name: "percent escape swallows the start of a form body", in: "%00+%210", secrets: []string{"00 !"}, want: "[redacted]0"},
 		{name: "percent escape swallows the start of base64", in: "%" + url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("i\xbf\xfetoken-"))),
 			secrets: []string{"i\xbf\xfetoken-"}, want: "[redacted]"},
+		{name: "json escape unpaired by a backslash before it", in: `\\u0026\\000`, secrets: []string{`&\00`}, want: `\[redacted]0`},
+		{name: "json short escape unpaired by a backslash before it", in: `x\\nrt-A\/b`, secrets: []string{"\nrt-A/b"}, want: `x\[redacted]`},
 		{name: "a swallowed lead that differs is kept", in: "%c0%E2%80%A8", secrets: []string{"b0\u2028"}, want: "%c0%E2%80%A8"},
 		{name: "hex", in: "h=" + hex.EncodeToString([]byte(sec)) + ".", want: "h=[redacted]."},
 		{name: "HEX", in: "h=" + strings.ToUpper(hex.EncodeToString([]byte(sec))) + ".", want: "h=[redacted]."},

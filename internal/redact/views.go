@@ -54,6 +54,53 @@ func (v view) swallowed(in string, d int, lead string) (int, bool) {
 	return start, true
 }
 
+// maxHeadRunes bounds the characters of a head (see unpaired), and
+// maxHeadSpan their JSON spelling: each at most a surrogate pair of \u
+// escapes.
+const (
+	maxHeadRunes = 8
+	maxHeadSpan  = 12 * maxHeadRunes
+)
+
+// unpaired returns where, in the input, a JSON spelling of head begins
+// that ends just before byte d of v.text, if there is one: a spelling that
+// starts with a backslash inside a run of them, so that decoding paired
+// that backslash with the one before it and read head otherwise (in
+// `\\u0026…` a reader sees `\u0026…`, "&…" escaped, but decoding reads
+// `\\` and then "u0026"). Past the run and the escape that ends it,
+// decoding is back in step, and d starts the rest of the secret.
+func (v view) unpaired(in string, d int, head string) (int, bool) {
+	if v.at == nil || d > 0 && v.at[d-1] == v.at[d] {
+		return 0, false // not the start of an escape or plain byte
+	}
+	// The spelling of each character takes 2 to 12 bytes (escaped) and the
+	// stray backslash is just before it.
+	p, n := int(v.at[d]), utf8.RuneCountInString(head)
+	for b := p - n; b >= max(1, p-12*n); b-- {
+		if in[b] == '\\' && in[b-1] == '\\' && decodesTo(in[b:p], head) {
+			return b, true
+		}
+	}
+	return 0, false
+}
+
+// decodesTo reports whether the JSON string text s decodes to want.
+func decodesTo(s, want string) bool {
+	var buf [maxHeadSpan]byte
+	got := buf[:0]
+	for i := 0; i < len(s); {
+		var n int
+		if got, n = jsonEscape(got, s, i); n == 0 {
+			got, n = append(got, s[i]), 1
+		}
+		i += n
+		if len(got) > len(want) || string(got) != want[:len(got)] {
+			return false
+		}
+	}
+	return string(got) == want
+}
+
 // span returns the bytes of the input that the bytes [lo, hi) of v.text
 // come from: whole escapes, so that no part of one is left behind.
 func (v view) span(lo, hi int) (int, int) {

@@ -22,13 +22,14 @@ const (
 // references decoded, and every occurrence of each non-empty secret
 // (len >= 4) replaced by "[redacted]". Secrets are found in every spelling
 // [redact.Secrets.String] knows: URL-encoded, JSON-escaped, base64, hex.
-// Returns "" for an empty body.
+// Only the first 64 KiB of the body are looked at. Returns "" for an empty
+// body.
 func Snippet(body []byte, secrets ...string) string {
 	sec := redact.New(secrets...)
 	// Redact before the clean-up too, so that stripping tags cannot split
 	// a secret into pieces that escape; redact.Field redacts again once
 	// character references are decoded, and after its own clean-up.
-	s := sec.String(string(body))
+	s := sec.String(sec.Head(string(body), redact.MaxFieldInput))
 	return redact.Field(html.UnescapeString(stripTags(s)), snippetMax, sec)
 }
 
