@@ -81,6 +81,26 @@ type Locker interface {
 	Lock(ctx context.Context, key string) (unlock func(), err error)
 }
 
+// A TryLocker is a [Locker] that can also take a key's lock only if it is
+// free at that moment, without waiting for a holder. The engine uses it
+// where waiting would block a caller that needs no new token (a refresh
+// started early, while the current token is still valid): if another
+// process holds the lock, that process is refreshing, and the caller keeps
+// the token it has.
+type TryLocker interface {
+	Locker
+
+	// TryLock takes the lock of key if no one holds it, and returns its
+	// unlock func and true; the lock is then the one Lock takes, with the
+	// same rules (unlock is called exactly once, the lock is released if
+	// the holder dies). If the lock is held (by any process, this one
+	// included), TryLock returns nil, false and a nil error at once: it
+	// never waits for a holder, although it may take a round trip to the
+	// backend to find out. An error means the store could not tell; it
+	// holds nothing then, and wraps ctx.Err() if ctx ended.
+	TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error)
+}
+
 // A CompareAndSwapper is a [TokenStore] that can replace a token only if
 // it is still the one the caller read, so that a writer that lost its lock
 // (paused past a lease, slow) can never overwrite a newer token.
