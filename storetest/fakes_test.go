@@ -50,6 +50,18 @@ func (s *lockStore) Lock(ctx context.Context, key string) (func(), error) {
 	}
 }
 
+// TryLock implements refresh.TryLocker.
+func (s *lockStore) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	ch := s.lockChan(key)
+	select {
+	case ch <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-ch }) }, true, nil
+	default:
+		return nil, false, nil
+	}
+}
+
 // The broken stores below each break one rule; storetest_test.go checks that
 // the check for that rule fails on them.
 
@@ -276,4 +288,14 @@ type lockVariant struct {
 
 func (s *lockVariant) Lock(ctx context.Context, key string) (func(), error) {
 	return s.lock(s.lockStore, ctx, key)
+}
+
+// tryVariant is a lockStore whose TryLock is replaced.
+type tryVariant struct {
+	*lockStore
+	try func(s *lockStore, ctx context.Context, key string) (func(), bool, error)
+}
+
+func (s *tryVariant) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	return s.try(s.lockStore, ctx, key)
 }

@@ -1,6 +1,6 @@
 // Package storetest is a conformance suite for implementations of
-// [refresh.TokenStore], and of the optional [refresh.Locker] and
-// [refresh.CompareAndSwapper] capabilities.
+// [refresh.TokenStore], and of the optional [refresh.Locker],
+// [refresh.TryLocker] and [refresh.CompareAndSwapper] capabilities.
 //
 // A store's own tests call [Run] with a function that makes a new, empty
 // store:
@@ -42,6 +42,13 @@
 //     independent; a Lock that waits returns when its context ends, with an
 //     error wrapping the context's, and holds nothing; a key can be locked
 //     again after unlock.
+//   - TryLock/Free, TryLock/Held, TryLock/Exclusion, TryLock/ContextEnded,
+//     if the store is a [refresh.TryLocker]: TryLock of a free key takes the
+//     lock that Lock takes (both are kept out until unlock); of a held key
+//     it returns not ok and a nil error without waiting for the holder, and
+//     leaves nothing behind; Lock and TryLock callers hold a key one at a
+//     time; with an ended context it gets the lock or an error wrapping
+//     the context's, never "held" for a free key.
 //   - CAS/Create, CAS/Swap, CAS/StaleAfterSave, CAS/Race,
 //     CAS/ComparesTokensNotExpiry, if the store is a
 //     [refresh.CompareAndSwapper]: old nil creates, and only on an empty key;
@@ -158,6 +165,14 @@ var lockChecks = []check[refresh.Locker]{
 	{"Reacquire", checkLockReacquire},
 }
 
+// tryLockChecks apply to stores that implement refresh.TryLocker.
+var tryLockChecks = []check[refresh.TryLocker]{
+	{"Free", checkTryLockFree},
+	{"Held", checkTryLockHeld},
+	{"Exclusion", checkTryLockExclusion},
+	{"ContextEnded", checkTryLockContextEnded},
+}
+
 // casChecks apply to stores that implement refresh.CompareAndSwapper.
 var casChecks = []check[refresh.CompareAndSwapper]{
 	{"Create", checkCASCreate},
@@ -180,6 +195,17 @@ func run(t *testing.T, newStore func(t *testing.T) refresh.TokenStore, o options
 				l, ok := mustStore(t, newStore).(refresh.Locker)
 				if !ok {
 					t.Skip("the store does not implement refresh.Locker")
+				}
+				c.run(t, l, o)
+			})
+		}
+	})
+	t.Run("TryLock", func(t *testing.T) {
+		for _, c := range tryLockChecks {
+			t.Run(c.name, func(t *testing.T) {
+				l, ok := mustStore(t, newStore).(refresh.TryLocker)
+				if !ok {
+					t.Skip("the store does not implement refresh.TryLocker")
 				}
 				c.run(t, l, o)
 			})

@@ -82,6 +82,13 @@ func runCheck(t *testing.T, name string, s refresh.TokenStore) []string {
 		}
 		c := findCheck(t, lockChecks, check)
 		run = func() { c.run(r, l, testOptions) }
+	case group == "TryLock":
+		l, ok := s.(refresh.TryLocker)
+		if !ok {
+			t.Fatalf("%T does not implement refresh.TryLocker", s)
+		}
+		c := findCheck(t, tryLockChecks, check)
+		run = func() { c.run(r, l, testOptions) }
 	case group == "CAS":
 		cs, ok := s.(refresh.CompareAndSwapper)
 		if !ok {
@@ -120,6 +127,9 @@ func allChecks() []string {
 	for _, c := range lockChecks {
 		names = append(names, "Lock/"+c.name)
 	}
+	for _, c := range tryLockChecks {
+		names = append(names, "TryLock/"+c.name)
+	}
 	for _, c := range casChecks {
 		names = append(names, "CAS/"+c.name)
 	}
@@ -132,6 +142,7 @@ func TestCheckNames(t *testing.T) {
 	want := []string{
 		"NotFound", "RoundTrip", "Overwrite", "KeyIsolation", "NoAliasing", "Concurrent", "ContextCancelled", "Extra",
 		"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel", "Lock/Reacquire",
+		"TryLock/Free", "TryLock/Held", "TryLock/Exclusion", "TryLock/ContextEnded",
 		"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry",
 	}
 	if got := allChecks(); !slices.Equal(got, want) {
@@ -203,6 +214,40 @@ func stuckLock(s *lockStore, ctx context.Context, key string) (func(), error) {
 
 func lockVariantOf(lock func(*lockStore, context.Context, string) (func(), error)) func(*testing.T) refresh.TokenStore {
 	return func(*testing.T) refresh.TokenStore { return &lockVariant{newLockStore(), lock} }
+}
+
+func tryVariantOf(try func(*lockStore, context.Context, string) (func(), bool, error)) func(*testing.T) refresh.TokenStore {
+	return func(*testing.T) refresh.TokenStore { return &tryVariant{newLockStore(), try} }
+}
+
+// waitingTryLock waits for a holder, as Lock does.
+func waitingTryLock(s *lockStore, ctx context.Context, key string) (func(), bool, error) {
+	u, err := s.Lock(ctx, key)
+	return u, err == nil, err
+}
+
+// freeTryLock takes nothing and says it took the lock.
+func freeTryLock(s *lockStore, ctx context.Context, key string) (func(), bool, error) {
+	return func() {}, true, nil
+}
+
+// heldTryLock always finds the key held.
+func heldTryLock(s *lockStore, ctx context.Context, key string) (func(), bool, error) {
+	return nil, false, nil
+}
+
+// separateTryLock takes a lock of its own, which Lock does not see.
+func separateTryLock(s *lockStore, ctx context.Context, key string) (func(), bool, error) {
+	return s.TryLock(ctx, "try\x00"+key)
+}
+
+// erringTryLock fails when the key is held instead of saying so.
+func erringTryLock(s *lockStore, ctx context.Context, key string) (func(), bool, error) {
+	u, ok, err := s.TryLock(ctx, key)
+	if !ok && err == nil {
+		err = errors.New("erringTryLock: held")
+	}
+	return u, ok, err
 }
 
 func casStoreOf(same func(stored, old *oauth2.Token) bool, conflict error, gap time.Duration) func(*testing.T) refresh.TokenStore {
@@ -380,6 +425,26 @@ func TestChecksFailBrokenStores(t *testing.T) {
 		name:  "unlock does not release",
 		store: lockVariantOf(stuckLock),
 		fails: []string{"Lock/Reacquire", "Lock/ContextEnd", "Lock/Cancel"},
+	}, {
+		name:  "TryLock waits for the holder",
+		store: tryVariantOf(waitingTryLock),
+		fails: []string{"TryLock/Free", "TryLock/Held"},
+	}, {
+		name:  "TryLock takes nothing",
+		store: tryVariantOf(freeTryLock),
+		fails: []string{"TryLock/Free", "TryLock/Held", "TryLock/Exclusion"},
+	}, {
+		name:  "TryLock always finds the key held",
+		store: tryVariantOf(heldTryLock),
+		fails: []string{"TryLock/Free", "TryLock/Held", "TryLock/ContextEnded"},
+	}, {
+		name:  "TryLock takes a lock Lock does not see",
+		store: tryVariantOf(separateTryLock),
+		fails: []string{"TryLock/Free", "TryLock/Held", "TryLock/Exclusion"},
+	}, {
+		name:  "TryLock fails on a held key",
+		store: tryVariantOf(erringTryLock),
+		fails: []string{"TryLock/Free", "TryLock/Held", "TryLock/Exclusion"},
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
