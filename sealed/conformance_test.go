@@ -34,6 +34,7 @@ func TestConformance(t *testing.T) {
 		{"locker", func() refresh.TokenStore { return &mutexLockBackend{plainBackend: &plainBackend{}} }},
 		{"cas", func() refresh.TokenStore { return &refresh.MemoryStore{} }},
 		{"locker+cas", func() refresh.TokenStore { return &mutexLockCASBackend{MemoryStore: &refresh.MemoryStore{}} }},
+		{"trylocker+cas", func() refresh.TokenStore { return &tryLockCASBackend{MemoryStore: &refresh.MemoryStore{}} }},
 	} {
 		for _, w := range wrappers {
 			t.Run(w.name+"/"+tt.name, func(t *testing.T) {
@@ -57,32 +58,53 @@ func (m *mutexLocks) Lock(ctx context.Context, key string) (func(), error) {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lock %q: %w", key, err)
 		}
-		m.mu.Lock()
-		if m.held == nil {
-			m.held = make(map[string]chan struct{})
+		unlock, ch := m.take(key)
+		if unlock != nil {
+			return unlock, nil
 		}
-		ch, busy := m.held[key]
-		if !busy {
-			ch = make(chan struct{})
-			m.held[key] = ch
-			m.mu.Unlock()
-			var once sync.Once
-			return func() {
-				once.Do(func() {
-					m.mu.Lock()
-					delete(m.held, key)
-					m.mu.Unlock()
-					close(ch)
-				})
-			}, nil
-		}
-		m.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("lock %q: %w", key, ctx.Err())
 		}
 	}
+}
+
+// take takes key's lock if it is free and returns its unlock; otherwise it
+// returns a channel closed when the holder unlocks.
+func (m *mutexLocks) take(key string) (unlock func(), freed <-chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.held == nil {
+		m.held = make(map[string]chan struct{})
+	}
+	if ch, busy := m.held[key]; busy {
+		return nil, ch
+	}
+	ch := make(chan struct{})
+	m.held[key] = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.held, key)
+			m.mu.Unlock()
+			close(ch)
+		})
+	}, nil
+}
+
+// tryMutexLocks are mutexLocks that can also TryLock.
+type tryMutexLocks struct{ mutexLocks }
+
+func (m *tryMutexLocks) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	unlock, _ := m.take(key)
+	return unlock, unlock != nil, nil
+}
+
+type tryLockCASBackend struct {
+	*refresh.MemoryStore
+	tryMutexLocks
 }
 
 type mutexLockBackend struct {
@@ -93,4 +115,44 @@ type mutexLockBackend struct {
 type mutexLockCASBackend struct {
 	*refresh.MemoryStore
 	mutexLocks
+}
+
+type tryLockBackend struct {
+	*plainBackend
+	tryMutexLocks
+}
+
+// TestTryLockCapability: every wrapper is a refresh.TryLocker exactly when
+// its backend is, with or without CompareAndSwap, and its TryLock is the
+// backend's, of the name the backend sees.
+func TestTryLockCapability(t *testing.T) {
+	k1, names := newKey(t, "k1"), nameSecret(t)
+	for _, tt := range []struct {
+		name    string
+		backend func() refresh.TokenStore
+		wantTry bool
+	}{
+		{"locker", func() refresh.TokenStore { return &mutexLockBackend{plainBackend: &plainBackend{}} }, false},
+		{"trylocker", func() refresh.TokenStore { return &tryLockBackend{plainBackend: &plainBackend{}} }, true},
+		{"trylocker+cas", func() refresh.TokenStore { return &tryLockCASBackend{MemoryStore: &refresh.MemoryStore{}} }, true},
+	} {
+		b := tt.backend()
+		for _, s := range []refresh.TokenStore{mustNew(t, b, k1), mustHide(t, b, names), mustNew(t, mustHide(t, b, names), k1)} {
+			tl, isTry := s.(refresh.TryLocker)
+			if _, isLock := s.(refresh.Locker); !isLock || isTry != tt.wantTry {
+				t.Errorf("%s: %T is Locker %v, TryLocker %v; want true, %v", tt.name, s, isLock, isTry, tt.wantTry)
+			}
+			if !isTry {
+				continue
+			}
+			unlock, ok, err := tl.TryLock(t.Context(), "a")
+			if !ok || err != nil {
+				t.Fatalf("%s: %T: TryLock of a free key: got %v, %v; want the lock", tt.name, s, ok, err)
+			}
+			if _, ok, _ := tl.TryLock(t.Context(), "a"); ok {
+				t.Errorf("%s: %T: a second TryLock got the lock too", tt.name, s)
+			}
+			unlock()
+		}
+	}
 }

@@ -115,9 +115,9 @@
 //
 // # Capabilities
 //
-// The store New returns is a [refresh.Locker] if and only if the backend is
-// (Lock is the backend's), and a [refresh.CompareAndSwapper] if and only if
-// the backend is. CompareAndSwap loads and opens the stored value, compares
+// The store New returns is a [refresh.Locker], a [refresh.TryLocker] and a
+// [refresh.CompareAndSwapper] each if and only if the backend is (Lock and
+// TryLock are the backend's). CompareAndSwap loads and opens the stored value, compares
 // it with the expected token ([refresh.SameToken]), and swaps it with the
 // backend's CompareAndSwap against the exact ciphertext it read, so the
 // backend's atomicity carries over.

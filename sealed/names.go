@@ -31,9 +31,9 @@ const minNameSecret = 32
 //	…
 //	store, err := sealed.New(hidden, current, old...)
 //
-// The result implements [refresh.Locker] if and only if next does (Lock
-// locks the key's name), and [refresh.CompareAndSwapper] if and only if
-// next does. Distinct keys get distinct names (two keys would share one
+// The result implements [refresh.Locker], [refresh.TryLocker] and
+// [refresh.CompareAndSwapper] each if and only if next does (Lock and
+// TryLock lock the key's name). Distinct keys get distinct names (two keys would share one
 // only by an HMAC-SHA-256 collision), and each key always the same name, so
 // a backend reader can still count the stored tokens and follow one name
 // through time, but cannot tell whose it is, nor test a guess, without
@@ -59,7 +59,10 @@ func HideKeys(next refresh.TokenStore, secret []byte) (refresh.TokenStore, error
 	}
 	n := &namer{next: next, secret: append([]byte(nil), secret...)}
 	var lm lockMethod
-	if l, ok := next.(refresh.Locker); ok {
+	switch l := next.(type) {
+	case refresh.TryLocker:
+		lm = namedTryLocker{namedLocker{n, l}, l}
+	case refresh.Locker:
 		lm = namedLocker{n, l}
 	}
 	var cm casMethod
@@ -103,6 +106,18 @@ type namedLocker struct {
 // Lock implements [refresh.Locker] with the backend's lock of key's name.
 func (x namedLocker) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	return x.l.Lock(ctx, x.n.name(key))
+}
+
+// namedTryLocker try-locks key's name in a backend that has TryLock.
+type namedTryLocker struct {
+	namedLocker
+	t refresh.TryLocker
+}
+
+// TryLock implements [refresh.TryLocker] with the backend's TryLock of
+// key's name.
+func (x namedTryLocker) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	return x.t.TryLock(ctx, x.n.name(key))
 }
 
 // namedCASser swaps key's name in a backend that has CompareAndSwap.

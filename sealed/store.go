@@ -15,9 +15,9 @@ import (
 // before saving it in next, and opens what it loads from next with whichever
 // of current and old the sealed value names.
 //
-// The result implements [refresh.Locker] if and only if next does, and
-// [refresh.CompareAndSwapper] if and only if next does; Lock is next's
-// Lock. New checks every key (ID, 32-byte secret) and refuses duplicate IDs
+// The result implements [refresh.Locker], [refresh.TryLocker] and
+// [refresh.CompareAndSwapper] each if and only if next does; Lock and
+// TryLock are next's. New checks every key (ID, 32-byte secret) and refuses duplicate IDs
 // and two keys with the same secret. It keeps no reference to the secrets.
 func New(next refresh.TokenStore, current Key, old ...Key) (refresh.TokenStore, error) {
 	if next == nil {
@@ -46,7 +46,10 @@ func New(next refresh.TokenStore, current Key, old ...Key) (refresh.TokenStore, 
 	}
 
 	var lm lockMethod
-	if l, ok := next.(refresh.Locker); ok {
+	switch l := next.(type) {
+	case refresh.TryLocker:
+		lm = tryLocker{locker{l}, l}
+	case refresh.Locker:
 		lm = locker{l}
 	}
 	var cm casMethod
@@ -61,17 +64,27 @@ type (
 	lockMethod interface {
 		Lock(ctx context.Context, key string) (unlock func(), err error)
 	}
+	// tryLockMethod is a lockMethod that can also TryLock.
+	tryLockMethod interface {
+		lockMethod
+		TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error)
+	}
 	casMethod interface {
 		CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error
 	}
 )
 
-// withCapabilities returns base with l's Lock if l is not nil and c's
-// CompareAndSwap if c is not nil. Method sets are static: there is one type
-// for each combination, so that the engine's type assertions see exactly
-// what the backend offers.
+// withCapabilities returns base with l's Lock if l is not nil (and its
+// TryLock if it has one) and c's CompareAndSwap if c is not nil. Method
+// sets are static: there is one type for each combination, so that the
+// engine's type assertions see exactly what the backend offers.
 func withCapabilities(base refresh.TokenStore, l lockMethod, c casMethod) refresh.TokenStore {
+	tl, try := l.(tryLockMethod)
 	switch {
+	case try && c != nil:
+		return tryLockCASStore{base, tl, c}
+	case try:
+		return tryLockStore{base, tl}
 	case l != nil && c != nil:
 		return lockCASStore{base, l, c}
 	case l != nil:
@@ -83,7 +96,7 @@ func withCapabilities(base refresh.TokenStore, l lockMethod, c casMethod) refres
 	}
 }
 
-// The three combinations beyond a plain store, built by embedding.
+// The combinations beyond a plain store, built by embedding.
 type (
 	lockStore struct {
 		refresh.TokenStore
@@ -96,6 +109,15 @@ type (
 	lockCASStore struct {
 		refresh.TokenStore
 		lockMethod
+		casMethod
+	}
+	tryLockStore struct {
+		refresh.TokenStore
+		tryLockMethod
+	}
+	tryLockCASStore struct {
+		refresh.TokenStore
+		tryLockMethod
 		casMethod
 	}
 )
@@ -168,6 +190,17 @@ type locker struct {
 // Lock implements [refresh.Locker] with the backend's lock.
 func (l locker) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	return l.l.Lock(ctx, key)
+}
+
+// tryLocker passes Lock and TryLock through to a backend that has both.
+type tryLocker struct {
+	locker
+	t refresh.TryLocker
+}
+
+// TryLock implements [refresh.TryLocker] with the backend's.
+func (l tryLocker) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	return l.t.TryLock(ctx, key)
 }
 
 // casser implements CompareAndSwap over a backend that has it.
