@@ -22,7 +22,8 @@ const (
 	OpSave                     // TokenStore.Save
 	OpCompareAndSwap           // CompareAndSwapper.CompareAndSwap
 	OpLock                     // Locker.Lock
-	OpUnlock                   // the unlock function Locker.Lock returned
+	OpUnlock                   // the unlock function Locker.Lock (or TryLocker.TryLock) returned
+	OpTryLock                  // TryLocker.TryLock
 	numOps
 )
 
@@ -38,6 +39,8 @@ func (op Op) String() string {
 		return "Lock"
 	case OpUnlock:
 		return "Unlock"
+	case OpTryLock:
+		return "TryLock"
 	}
 	return fmt.Sprintf("Op(%d)", int(op))
 }
@@ -206,13 +209,18 @@ func (f *Faults) Stats() FaultStats {
 }
 
 // Wrap returns s with the faults injected into its calls. The result has
-// exactly the capabilities of s: it is a [refresh.Locker] or a
-// [refresh.CompareAndSwapper] when s is.
+// exactly the capabilities of s: it is a [refresh.Locker], a
+// [refresh.TryLocker] or a [refresh.CompareAndSwapper] when s is.
 func (f *Faults) Wrap(s refresh.TokenStore) refresh.TokenStore {
 	fs := &faultyStore{f: f, s: s}
 	l, isLocker := s.(refresh.Locker)
+	t, isTry := s.(refresh.TryLocker)
 	c, isCAS := s.(refresh.CompareAndSwapper)
 	switch {
+	case isTry && isCAS:
+		return &faultyTryLockerCAS{&faultyLockerCAS{faultyStore: fs, l: l, c: c}, t}
+	case isTry:
+		return &faultyTryLocker{&faultyLocker{faultyStore: fs, l: l}, t}
 	case isLocker && isCAS:
 		return &faultyLockerCAS{faultyStore: fs, l: l, c: c}
 	case isLocker:

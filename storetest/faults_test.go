@@ -21,7 +21,7 @@ func TestFaultsPassThrough(t *testing.T) {
 	t.Run("LockCAS", func(t *testing.T) {
 		Run(t, func(t *testing.T) refresh.TokenStore { return f.Wrap(newLockStore()) })
 	})
-	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 {
+	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 || st.Calls[OpTryLock] == 0 {
 		t.Errorf("calls not counted: %+v", st.Calls)
 	}
 }
@@ -42,23 +42,32 @@ type lockOnly struct {
 
 func (s *lockOnly) Lock(ctx context.Context, key string) (func(), error) { return s.l.Lock(ctx, key) }
 
+type tryLockOnly struct{ lockOnly }
+
+func (s *tryLockOnly) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	return s.l.TryLock(ctx, key)
+}
+
 func TestFaultsKeepCapabilities(t *testing.T) {
 	var f Faults
 	for _, c := range []struct {
-		name         string
-		s            refresh.TokenStore
-		locker, swap bool
+		name              string
+		s                 refresh.TokenStore
+		locker, try, swap bool
 	}{
-		{"plain", new(plainStore), false, false},
-		{"cas", new(refresh.MemoryStore), false, true},
-		{"locker", &lockOnly{l: newLockStore()}, true, false},
-		{"both", newLockStore(), true, true},
+		{"plain", new(plainStore), false, false, false},
+		{"cas", new(refresh.MemoryStore), false, false, true},
+		{"locker", &lockOnly{l: newLockStore()}, true, false, false},
+		{"trylocker", &tryLockOnly{lockOnly{l: newLockStore()}}, true, true, false},
+		{"all", newLockStore(), true, true, true},
 	} {
 		w := f.Wrap(c.s)
 		_, l := w.(refresh.Locker)
+		_, tl := w.(refresh.TryLocker)
 		_, s := w.(refresh.CompareAndSwapper)
-		if l != c.locker || s != c.swap {
-			t.Errorf("%s: wrapped store is Locker %v, CompareAndSwapper %v; want %v, %v", c.name, l, s, c.locker, c.swap)
+		if l != c.locker || tl != c.try || s != c.swap {
+			t.Errorf("%s: wrapped store is Locker %v, TryLocker %v, CompareAndSwapper %v; want %v, %v, %v",
+				c.name, l, tl, s, c.locker, c.try, c.swap)
 		}
 	}
 }
@@ -172,6 +181,36 @@ func TestFaultsLock(t *testing.T) {
 	f.Script(Fault{Op: OpLoad, Gate: make(chan struct{})})
 	if _, err := s.Load(cctx, "k"); !errors.Is(err, context.Canceled) {
 		t.Errorf("gated Load with an ended context: got %v", err)
+	}
+}
+
+// TestFaultsTryLock: a TryLock failed after it took the lock releases it,
+// and its unlock takes OpUnlock's faults.
+func TestFaultsTryLock(t *testing.T) {
+	ctx := context.Background()
+	var f Faults
+	s := f.Wrap(newLockStore()).(refresh.TryLocker)
+	f.Script(Fault{Op: OpTryLock, Kind: FaultErrorAfter}, Fault{Op: OpUnlock, Kind: FaultPanic})
+	if _, ok, err := s.TryLock(ctx, "k"); ok || !errors.Is(err, ErrInjected) {
+		t.Fatalf("TryLock: got %v, %v; want not ok and ErrInjected", ok, err)
+	}
+	unlock, ok, err := s.TryLock(ctx, "k") // free: the failed one was released
+	if !ok || err != nil {
+		t.Fatalf("TryLock after a failed one: got %v, %v; want the lock", ok, err)
+	}
+	if _, ok, err := s.TryLock(ctx, "k"); ok || err != nil {
+		t.Errorf("TryLock of a held key: got %v, %v; want not ok and nil", ok, err)
+	}
+	if v := catch(unlock); v == nil {
+		t.Errorf("unlock did not panic")
+	}
+	if u, ok, _ := s.TryLock(ctx, "k"); !ok {
+		t.Errorf("TryLock after a panicking unlock: not ok, want the lock")
+	} else {
+		u()
+	}
+	if st := f.Stats(); st.Calls[OpTryLock] != 4 || st.Injected[OpTryLock][FaultErrorAfter] != 1 {
+		t.Errorf("TryLock calls %d, ErrorAfter faults %d; want 4 and 1", st.Calls[OpTryLock], st.Injected[OpTryLock][FaultErrorAfter])
 	}
 }
 

@@ -116,6 +116,30 @@ func (w *faultyStore) lock(l refresh.Locker, ctx context.Context, key string) (f
 	if err := ft.after(err); err != nil {
 		return nil, err
 	}
+	return w.unlocker(key, unlock), nil
+}
+
+func (w *faultyStore) tryLock(l refresh.TryLocker, ctx context.Context, key string) (func(), bool, error) {
+	ft := w.f.next(OpTryLock, key)
+	if err := ft.before(ctx); err != nil {
+		return nil, false, err
+	}
+	unlock, ok, err := l.TryLock(ctx, key)
+	if ok && (ft.Kind == FaultErrorAfter || ft.Kind == FaultPanicAfter) {
+		unlock()
+	}
+	if err := ft.after(err); err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	return w.unlocker(key, unlock), true, nil
+}
+
+// unlocker wraps the unlock func of a lock just taken with the faults of
+// OpUnlock.
+func (w *faultyStore) unlocker(key string, unlock func()) func() {
 	return func() {
 		ft := w.f.next(OpUnlock, key)
 		ft.wait(context.Background())
@@ -123,7 +147,7 @@ func (w *faultyStore) lock(l refresh.Locker, ctx context.Context, key string) (f
 		if ft.Kind == FaultPanic || ft.Kind == FaultPanicAfter {
 			panic("storetest: injected panic in Unlock")
 		}
-	}, nil
+	}
 }
 
 type faultyLocker struct {
@@ -156,4 +180,22 @@ func (w *faultyLockerCAS) Lock(ctx context.Context, key string) (func(), error) 
 
 func (w *faultyLockerCAS) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
 	return w.compareAndSwap(w.c, ctx, key, old, new)
+}
+
+type faultyTryLocker struct {
+	*faultyLocker
+	t refresh.TryLocker
+}
+
+func (w *faultyTryLocker) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	return w.tryLock(w.t, ctx, key)
+}
+
+type faultyTryLockerCAS struct {
+	*faultyLockerCAS
+	t refresh.TryLocker
+}
+
+func (w *faultyTryLockerCAS) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	return w.tryLock(w.t, ctx, key)
 }
