@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/oauthkit/refresh"
@@ -47,17 +46,7 @@ func checkLockExclusion(t tb, l refresh.Locker, o options) {
 	ks := newKeyspace(t)
 	key := ks.key("lock")
 
-	var (
-		holders atomic.Int32 // goroutines between Lock and unlock now
-		most    atomic.Int32 // the largest value holders had
-		// counter is incremented by a load and a store that the lock
-		// alone keeps together, so that overlapping holders lose
-		// updates. (Atomic loads and stores rather than a plain int:
-		// a broken store then fails this check with a message, rather
-		// than a report of the race detector that fails the whole
-		// test binary.)
-		counter atomic.Int64
-	)
+	var p exclusionProbe
 	f := &failures{limit: 10}
 	finished := within(o.slow, func() {
 		var wg sync.WaitGroup
@@ -73,13 +62,7 @@ func checkLockExclusion(t tb, l refresh.Locker, o options) {
 						f.add("Lock(%q): got error %s and unlock func %s, want nil and a func", key, quoteErr(err), nilness(unlock))
 						return
 					}
-					n := holders.Add(1)
-					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-					}
-					v := counter.Load()
-					time.Sleep(100 * time.Microsecond) // let an intruder in, if the lock admits one
-					counter.Store(v + 1)
-					holders.Add(-1)
+					p.hold()
 					unlock()
 					cancel()
 				}
@@ -93,10 +76,10 @@ func checkLockExclusion(t tb, l refresh.Locker, o options) {
 		t.Errorf("%d goroutines × %d Lock(%q) and unlock did not finish within %v", workers, iterations, key, o.slow)
 		return
 	}
-	if m := most.Load(); m > 1 {
+	if m := p.most.Load(); m > 1 {
 		t.Errorf("Lock(%q): got %d goroutines holding the lock at once, want at most 1", key, m)
 	}
-	if got, want := counter.Load(), int64(workers*iterations); got != want {
+	if got, want := p.counter.Load(), int64(workers*iterations); got != want {
 		t.Errorf("counter incremented under Lock(%q): got %d, want %d (increments were lost)", key, got, want)
 	}
 

@@ -142,65 +142,91 @@ func checkTryLockHeld(t tb, l refresh.TryLocker, o options) {
 // one at a time.
 func checkTryLockExclusion(t tb, l refresh.TryLocker, o options) {
 	const workers, iterations = 6, 10
-	key := newKeyspace(t).key("trylock")
-	var holders, most atomic.Int32
-	var counter atomic.Int64
-	f := &failures{limit: 10}
-	take := func(try bool) (func(), bool) {
-		ctx, cancel := context.WithTimeout(context.Background(), o.slow)
-		defer cancel()
-		for ctx.Err() == nil {
-			if !try {
-				u, err := l.Lock(ctx, key)
-				if err != nil {
-					f.add("Lock(%q): got error %s, want the lock", short(key), quoteErr(err))
-				}
-				return u, err == nil
-			}
-			u, ok, err := l.TryLock(ctx, key)
-			switch {
-			case err != nil:
-				f.add("TryLock(%q): got error %s, want ok or not ok", short(key), quoteErr(err))
-				return nil, false
-			case ok:
-				return u, true
-			}
-			time.Sleep(200 * time.Microsecond)
-		}
-		f.add("%q: not taken within %v", short(key), o.slow)
-		return nil, false
-	}
+	m := &mixedTaker{l: l, key: newKeyspace(t).key("trylock"), o: o, f: &failures{limit: 10}}
+	var p exclusionProbe
 	finished := within(2*o.slow, func() {
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Go(func() {
 				for range iterations {
-					unlock, ok := take(w%2 == 0)
+					unlock, ok := m.take(w%2 == 0)
 					if !ok {
 						return
 					}
-					n := holders.Add(1)
-					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-					}
-					v := counter.Load()
-					time.Sleep(100 * time.Microsecond) // let an intruder in, if the lock admits one
-					counter.Store(v + 1)
-					holders.Add(-1)
+					p.hold()
 					unlock()
 				}
 			})
 		}
 		wg.Wait()
 	})
-	f.report(t)
+	m.f.report(t)
 	switch {
 	case !finished:
-		t.Errorf("%d goroutines × %d Lock or TryLock(%q) did not finish within %v", workers, iterations, short(key), 2*o.slow)
-	case most.Load() > 1:
-		t.Errorf("Lock and TryLock(%q): got %d goroutines holding the lock at once, want at most 1", short(key), most.Load())
-	case counter.Load() != workers*iterations:
-		t.Errorf("counter incremented under Lock and TryLock(%q): got %d, want %d (increments were lost)", short(key), counter.Load(), workers*iterations)
+		t.Errorf("%d goroutines × %d Lock or TryLock(%q) did not finish within %v", workers, iterations, short(m.key), 2*o.slow)
+	case p.most.Load() > 1:
+		t.Errorf("Lock and TryLock(%q): got %d goroutines holding the lock at once, want at most 1", short(m.key), p.most.Load())
+	case p.counter.Load() != workers*iterations:
+		t.Errorf("counter incremented under Lock and TryLock(%q): got %d, want %d (increments were lost)",
+			short(m.key), p.counter.Load(), workers*iterations)
 	}
+}
+
+// mixedTaker takes a key with Lock or with TryLock.
+type mixedTaker struct {
+	l   refresh.TryLocker
+	key string
+	o   options
+	f   *failures
+}
+
+// take takes the key with TryLock, trying again after a pause while it is
+// held, if try is set, and with Lock otherwise.
+func (m *mixedTaker) take(try bool) (unlock func(), ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.o.slow)
+	defer cancel()
+	if !try {
+		u, err := m.l.Lock(ctx, m.key)
+		if err != nil {
+			m.f.add("Lock(%q): got error %s, want the lock", short(m.key), quoteErr(err))
+		}
+		return u, err == nil
+	}
+	for ctx.Err() == nil {
+		u, ok, err := m.l.TryLock(ctx, m.key)
+		switch {
+		case err != nil:
+			m.f.add("TryLock(%q): got error %s, want ok or not ok", short(m.key), quoteErr(err))
+			return nil, false
+		case ok:
+			return u, true
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	m.f.add("TryLock(%q): not taken within %v", short(m.key), m.o.slow)
+	return nil, false
+}
+
+// exclusionProbe detects holders that overlap: hold counts the holders,
+// and increments counter by a load and a store that only the lock keeps
+// together, so that overlapping holders lose updates. (Atomic loads and
+// stores rather than a plain int: a broken store then fails the check with
+// a message, rather than a report of the race detector that fails the
+// whole test binary.)
+type exclusionProbe struct {
+	holders, most atomic.Int32 // goroutines between Lock and unlock now; the largest value holders had
+	counter       atomic.Int64
+}
+
+// hold is what a goroutine does while it holds the lock.
+func (p *exclusionProbe) hold() {
+	n := p.holders.Add(1)
+	for m := p.most.Load(); n > m && !p.most.CompareAndSwap(m, n); m = p.most.Load() {
+	}
+	v := p.counter.Load()
+	time.Sleep(100 * time.Microsecond) // let an intruder in, if the lock admits one
+	p.counter.Store(v + 1)
+	p.holders.Add(-1)
 }
 
 // checkTryLockContextEnded: TryLock with a context that has already ended
