@@ -90,3 +90,48 @@ func ExampleMemoryStore_wrapping() {
 	// Save and CompareAndSwap overridden, writes counted: 1
 	// only Save overridden, writes counted: 0
 }
+
+// A backend that can compare-and-swap but has no lock (a table with
+// conditional writes, a Kubernetes Secret and its resourceVersion, Vault
+// KV's cas) gets one through NewLeaseLocker. Here two "processes", each
+// with its own engine and its own LeaseLocker over one shared backend
+// (a MemoryStore stands in for it), both find the token rejected: one
+// refreshes, the other adopts its token.
+func ExampleNewLeaseLocker() {
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
+	var backend refresh.MemoryStore // yours: Load, Save, CompareAndSwap
+	backend.Save(context.Background(), refresh.DefaultKey, srv.Token())
+
+	var clients []*http.Client
+	for range 2 {
+		store, err := refresh.NewLeaseLocker(&backend, refresh.LeaseOptions{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		eng, err := refresh.New(refresh.Config{OAuth2: srv.Config(), Store: store})
+		if err != nil {
+			log.Fatal(err)
+		}
+		clients = append(clients, eng.Client(nil))
+	}
+
+	srv.RevokeAccessTokens()
+	done := make(chan int)
+	for _, c := range clients {
+		go func() {
+			resp, err := c.Get(srv.URL + "/v1/notes")
+			if err != nil {
+				log.Fatal(err)
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	fmt.Println("statuses:", <-done, <-done)
+	st := srv.Stats()
+	fmt.Println("refreshes:", st.Refreshes, "reuses:", st.Reuses)
+	// Output:
+	// statuses: 200 200
+	// refreshes: 1 reuses: 0
+}
