@@ -57,14 +57,20 @@ func leaseLeft(rec *oauth2.Token, now time.Time) time.Duration {
 
 // hold is a lease this process holds, or tries to take.
 type hold struct {
-	l          *LeaseLocker
-	key, name  string
-	caller     context.Context    // Lock's, without its cancellation: for ReportStoreEvent
-	stopRenew  context.CancelFunc // ends the renewal
-	mu         sync.Mutex         // protects the fields below; held across each write
-	rec, maybe *oauth2.Token      // the record last written, and one whose write is not known to have failed
-	over       bool               // unlocked, or the lease was lost
+	l         *LeaseLocker
+	key, name string
+	caller    context.Context    // Lock's, without its cancellation: for ReportStoreEvent
+	stopRenew context.CancelFunc // ends the renewal
+	mu        sync.Mutex         // protects the fields below; held across each write
+	rec       *oauth2.Token      // the record last known written
+	maybe     []*oauth2.Token    // records written since, whose writes are not known to have failed (at most maxMaybe)
+	over      bool               // unlocked, or the lease was lost
 }
+
+// maxMaybe bounds hold.maybe: after that many renewals in a row whose
+// outcome is unknown, the oldest is forgotten (and if it was the one
+// written, the lease is taken for lost: it is about to expire anyway).
+const maxMaybe = 4
 
 func (l *LeaseLocker) newHold(key, name string) *hold {
 	return &hold{l: l, key: key, name: name, rec: l.record(leaseHeld, time.Now().Add(l.ttl))}
@@ -118,17 +124,15 @@ func (h *hold) write(ctx context.Context, kind string, until time.Time) (lost bo
 		defer func() { h.over = true }()
 	}
 	next := h.l.record(kind, until)
-	for _, from := range []*oauth2.Token{h.rec, h.maybe} {
-		if from == nil {
-			continue
-		}
+	for _, from := range append([]*oauth2.Token{h.rec}, h.maybe...) {
 		err := h.l.store.CompareAndSwap(ctx, h.name, from, next)
 		switch {
 		case err == nil:
 			h.rec, h.maybe = next, nil
 			return false
 		case !errors.Is(err, ErrConflict):
-			h.maybe = next // it may have been written: try from it too next time
+			// It may have been written: try from it too next time.
+			h.maybe = append(h.maybe, next)[max(0, len(h.maybe)+1-maxMaybe):]
 			return false
 		}
 	}

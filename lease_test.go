@@ -354,3 +354,41 @@ func TestLeaseLockerLeaseLostEvent(t *testing.T) {
 	}
 	mu.Unlock()
 }
+
+// TestLeaseLockerUnknownRenewals: renewals whose outcome the holder does not
+// learn (one done although it failed, then one that failed) do not cost it
+// the lease: it keeps renewing from whichever record the store holds, and
+// its unlock gives back the right one.
+func TestLeaseLockerUnknownRenewals(t *testing.T) {
+	var shared refresh.MemoryStore
+	var f storetest.Faults
+	o := refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
+	a := newLeaseLocker(t, f.Wrap(&shared).(refresh.CompareAndSwapper), o)
+	b := newLeaseLocker(t, &shared, o)
+	unlock, err := a.Lock(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Script(
+		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultErrorAfter, Key: "~lease~k"},
+		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError, Key: "~lease~k"},
+	)
+	// The take, then renewals: 1 call, 2 (a conflict and the error), 2 (a
+	// conflict and the swap from the record written first), then 1 each.
+	deadline := time.Now().Add(time.Minute)
+	for f.Stats().Calls[storetest.OpCompareAndSwap] < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d swaps in a minute: the holder stopped renewing (it took its lease for lost)", f.Stats().Calls[storetest.OpCompareAndSwap])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok, err := b.TryLock(t.Context(), "k"); ok || err != nil {
+		t.Errorf("TryLock while a holds the lease: got %v, %v; want not ok", ok, err)
+	}
+	unlock()
+	if u, ok, err := b.TryLock(t.Context(), "k"); !ok || err != nil {
+		t.Errorf("TryLock after a's unlock: got %v, %v; want the lock", ok, err)
+	} else {
+		u()
+	}
+}
