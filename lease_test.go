@@ -165,6 +165,16 @@ func TestLeaseLockerDeadHolder(t *testing.T) {
 	}
 }
 
+// cutRenewals makes the next 1000 swaps of key's lease record through f
+// fail, as they do for a holder cut off from the store.
+func cutRenewals(f *storetest.Faults, key string) {
+	cut := make([]storetest.Fault, 1000)
+	for i := range cut {
+		cut[i] = storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError, Key: "~lease~" + key}
+	}
+	f.Script(cut...)
+}
+
 // TestLeaseLockerLostLease: a holder that cannot renew (frozen, cut off)
 // loses its lease to another process, and its late unlock does not free
 // the new holder's lease.
@@ -179,11 +189,7 @@ func TestLeaseLockerLostLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cut := make([]storetest.Fault, 1000) // every renewal of a's fails
-	for i := range cut {
-		cut[i] = storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError, Key: "~lease~k"}
-	}
-	fa.Script(cut...)
+	cutRenewals(&fa, "k") // every renewal of a's fails
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	unlockB, err := b.Lock(ctx, "k")
@@ -331,11 +337,7 @@ func TestLeaseLockerLeaseLostEvent(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := e.Refresh(t.Context(), refresh.DefaultKey, nil); done <- err }()
 	<-gate.Reached() // the engine holds the lease and waits for the server
-	cut := make([]storetest.Fault, 1000)
-	for i := range cut {
-		cut[i] = storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError, Key: "~lease~" + refresh.DefaultKey}
-	}
-	fa.Script(cut...)
+	cutRenewals(&fa, refresh.DefaultKey)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	unlock, err := newLeaseLocker(t, &shared, o).Lock(ctx, refresh.DefaultKey)

@@ -189,34 +189,21 @@ func run(t *testing.T, newStore func(t *testing.T) refresh.TokenStore, o options
 			c.run(t, mustStore(t, newStore), o)
 		})
 	}
-	t.Run("Lock", func(t *testing.T) {
-		for _, c := range lockChecks {
+	runGroup(t, "Lock", "refresh.Locker", lockChecks, newStore, o)
+	runGroup(t, "TryLock", "refresh.TryLocker", tryLockChecks, newStore, o)
+	runGroup(t, "CAS", "refresh.CompareAndSwapper", casChecks, newStore, o)
+}
+
+// runGroup runs the checks of a capability as subtests of group, each
+// skipped if the store lacks it.
+func runGroup[S refresh.TokenStore](t *testing.T, group, capability string, checks []check[S],
+	newStore func(t *testing.T) refresh.TokenStore, o options) {
+	t.Run(group, func(t *testing.T) {
+		for _, c := range checks {
 			t.Run(c.name, func(t *testing.T) {
-				l, ok := mustStore(t, newStore).(refresh.Locker)
+				s, ok := mustStore(t, newStore).(S)
 				if !ok {
-					t.Skip("the store does not implement refresh.Locker")
-				}
-				c.run(t, l, o)
-			})
-		}
-	})
-	t.Run("TryLock", func(t *testing.T) {
-		for _, c := range tryLockChecks {
-			t.Run(c.name, func(t *testing.T) {
-				l, ok := mustStore(t, newStore).(refresh.TryLocker)
-				if !ok {
-					t.Skip("the store does not implement refresh.TryLocker")
-				}
-				c.run(t, l, o)
-			})
-		}
-	})
-	t.Run("CAS", func(t *testing.T) {
-		for _, c := range casChecks {
-			t.Run(c.name, func(t *testing.T) {
-				s, ok := mustStore(t, newStore).(refresh.CompareAndSwapper)
-				if !ok {
-					t.Skip("the store does not implement refresh.CompareAndSwapper")
+					t.Skip("the store does not implement " + capability)
 				}
 				c.run(t, s, o)
 			})
