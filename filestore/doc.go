@@ -99,9 +99,14 @@
 // dies, however it dies:
 //
 //   - [Store.Lock] makes the store a [refresh.Locker]: while one process
-//     refreshes a key, the others wait, then adopt the token it saved. It
-//     polls for the lock, every 1 ms at first and every 20 ms at most,
-//     until it gets it or its context ends.
+//     refreshes a key, the others wait, then adopt the token it saved. A
+//     waiting Lock is blocked in flock(2) on a thread of its own, so the
+//     kernel hands it the lock as soon as the holder lets go. If its
+//     context ends first, Lock returns at once and the blocked call,
+//     when it gets the lock, lets go of it straight away. At most 16
+//     such calls wait at once in a process (waits abandoned behind a
+//     holder that never lets go keep theirs); beyond that a wait polls,
+//     every 1 ms at first and every 20 ms at most, until a slot is free.
 //   - Save and CompareAndSwap hold the key's write lock, a second lock on
 //     "<hash>.wlock", for the time of one write, so that CompareAndSwap's
 //     read, comparison and rename are one step with respect to every other
