@@ -14,7 +14,10 @@ import (
 	"github.com/oauthkit/refresh"
 )
 
-var _ refresh.Locker = (*Store)(nil)
+var (
+	_ refresh.Locker    = (*Store)(nil)
+	_ refresh.TryLocker = (*Store)(nil)
+)
 
 // Polling intervals of the fallback wait (see waitFlock), used only when
 // maxBlockedFlocks blocked flock calls are already waiting: the lock is
@@ -43,6 +46,34 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, err
 	}
 	return unlockOnce(f), nil
+}
+
+// TryLock implements [refresh.TryLocker]: it takes the refresh lock of key,
+// the one Lock takes, if no one holds it, and returns its unlock func and
+// true. If a goroutine or process holds it, TryLock returns nil, false and
+// nil at once. An error (ctx ended, the lock file cannot be opened) holds
+// nothing.
+//
+// TryLock is only defined where Lock is.
+func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	path := s.path(key, lockExt)
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("filestore: lock %s: %w", path, err)
+	}
+	f, err := openLockFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	ok, err = tryFlock(f)
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, false, fmt.Errorf("filestore: lock %s: %w", path, err)
+	case !ok:
+		f.Close()
+		return nil, false, nil
+	}
+	return unlockOnce(f), true, nil
 }
 
 // unlockOnce returns a func that releases the lock held through f the first

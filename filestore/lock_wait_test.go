@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthkit/refresh"
 	"github.com/oauthkit/refresh/filestore"
 )
+
+var _ refresh.TryLocker = (*filestore.Store)(nil)
 
 // These tests count and compare outcomes; the times in them only bound how
 // long a test may hang.
@@ -55,6 +58,19 @@ func otherStore(t *testing.T, dir string) *filestore.Store {
 	return s
 }
 
+// mustTryLock calls s.TryLock(key) and fails the test on an error.
+func mustTryLock(t *testing.T, s *filestore.Store, key string) (unlock func(), ok bool) {
+	t.Helper()
+	unlock, ok, err := s.TryLock(context.Background(), key)
+	if err != nil {
+		t.Fatalf("TryLock(%q): %v", key, err)
+	}
+	if ok != (unlock != nil) {
+		t.Fatalf("TryLock(%q): ok %v with unlock %p", key, ok, unlock)
+	}
+	return unlock, ok
+}
+
 // lockAsync starts s.Lock(ctx, key) on a goroutine and returns a channel
 // that gets its error, after unlocking if it succeeded.
 func lockAsync(ctx context.Context, s *filestore.Store, key string) <-chan error {
@@ -85,7 +101,11 @@ func TestLockCancelledWait(t *testing.T) {
 	}
 	unlock()
 	awaitBlocked(t, 0) // the abandoned call got the lock and let it go
-	mustLock(t, otherStore(t, dir), "k")()
+	u, ok := mustTryLock(t, otherStore(t, dir), "k")
+	if !ok {
+		t.Fatal("after a cancelled wait and the holder's unlock, TryLock found the lock held")
+	}
+	u()
 }
 
 // TestLockCancelledPoll: the same with no blocking flock allowed, when Lock
@@ -107,7 +127,11 @@ func TestLockCancelledPoll(t *testing.T) {
 	if _, peak := filestore.BlockedFlocks(); peak != 0 {
 		t.Errorf("%d blocking flock calls with a bound of 0", peak)
 	}
-	mustLock(t, otherStore(t, dir), "k")()
+	u, ok := mustTryLock(t, otherStore(t, dir), "k")
+	if !ok {
+		t.Fatal("after a cancelled poll and the holder's unlock, TryLock found the lock held")
+	}
+	u()
 }
 
 // TestLockAbandonedWaits: waits abandoned behind a holder do not keep the
@@ -218,4 +242,60 @@ func mustLockNoFatal(t *testing.T, s *filestore.Store, key string) (unlock func(
 		t.Errorf("Lock(%q): %v", key, err)
 	}
 	return unlock
+}
+
+// TestTryLock: TryLock takes a free lock, finds a held one held (by
+// another Store or the same, through TryLock or Lock) without waiting, and
+// its lock keeps Lock out.
+func TestTryLock(t *testing.T) {
+	awaitBlocked(t, 0)
+	s1, dir := newStore(t)
+	s2 := otherStore(t, dir)
+	unlock, ok := mustTryLock(t, s1, "k")
+	if !ok {
+		t.Fatal("TryLock of a free key: not ok")
+	}
+	for _, s := range []*filestore.Store{s2, s1} {
+		if _, ok := mustTryLock(t, s, "k"); ok {
+			t.Fatal("TryLock of a key held by TryLock: ok")
+		}
+	}
+	if n, _ := filestore.BlockedFlocks(); n != 0 || filestore.PollingWaits() != 0 {
+		t.Errorf("TryLock of a held key left %d blocking and %d polling waits", n, filestore.PollingWaits())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := <-lockAsync(ctx, s2, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock of a key held by TryLock: got %v, want context.DeadlineExceeded", err)
+	}
+	unlock()
+	unlock() // harmless
+	unlock2 := mustLock(t, s2, "k")
+	if _, ok := mustTryLock(t, s1, "k"); ok {
+		t.Fatal("TryLock of a key held by Lock: ok")
+	}
+	unlock2()
+	awaitBlocked(t, 0) // the Lock that gave up has let go, if it got the lock
+	unlock3, ok := mustTryLock(t, s1, "k")
+	if !ok {
+		t.Fatal("TryLock after the holder unlocked: not ok")
+	}
+	unlock3()
+}
+
+// TestTryLockCancelled: TryLock with an ended context fails with its error
+// and holds nothing.
+func TestTryLockCancelled(t *testing.T) {
+	s, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	unlock, ok, err := s.TryLock(ctx, "k")
+	if !errors.Is(err, context.Canceled) || ok || unlock != nil {
+		t.Fatalf("TryLock with a cancelled context: got %p, %v, %v; want nil, false, context.Canceled", unlock, ok, err)
+	}
+	u, ok := mustTryLock(t, s, "k")
+	if !ok {
+		t.Fatal("after a cancelled TryLock, the key is held")
+	}
+	u()
 }
