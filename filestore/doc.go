@@ -103,7 +103,8 @@
 //     waiting Lock is blocked in flock(2) on a thread of its own, so the
 //     kernel hands it the lock as soon as the holder lets go. If its
 //     context ends first, Lock returns at once and the blocked call,
-//     when it gets the lock, lets go of it straight away. At most 16
+//     when it gets the lock, lets go of it straight away (other processes
+//     may see the lock held for that moment). At most 16
 //     such calls wait at once in a process (waits abandoned behind a
 //     holder that never lets go keep theirs); beyond that a wait polls,
 //     every 1 ms at first and every 20 ms at most, until a slot is free.

@@ -64,7 +64,7 @@ func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool
 	if err != nil {
 		return nil, false, err
 	}
-	ok, err = tryFlock(f)
+	ok, err = tryFlockNow(f, path)
 	switch {
 	case err != nil:
 		f.Close()
@@ -74,6 +74,22 @@ func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool
 		return nil, false, nil
 	}
 	return unlockOnce(f), true, nil
+}
+
+// tryFlockNow tries to lock f, the lock file at path, without waiting for
+// a holder. It only waits for an abandoned Lock of this process that holds
+// the lock for a moment (see tryFlockPast).
+func tryFlockNow(f *os.File, path string) (bool, error) {
+	if ok, err := tryFlock(f); ok || err != nil {
+		return ok, err
+	}
+	for {
+		ok, gone, err := tryFlockPast(f, path)
+		if gone == nil {
+			return ok, err
+		}
+		<-gone
+	}
 }
 
 // unlockOnce returns a func that releases the lock held through f the first
@@ -113,7 +129,7 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 	}
 	ok, err := tryFlock(f)
 	if err == nil && !ok {
-		err = waitFlock(ctx, f) // closes f (or has it closed) on failure
+		err = waitFlock(ctx, f, path) // closes f (or has it closed) on failure
 	} else if err != nil {
 		f.Close()
 	}

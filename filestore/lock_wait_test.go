@@ -299,3 +299,82 @@ func TestTryLockCancelled(t *testing.T) {
 	}
 	u()
 }
+
+// TestTryLockAfterAbandonedWait: once the holder unlocks, TryLock gets the
+// lock even though a Lock that gave up is still blocked in flock(2) and
+// the kernel hands the lock to it first.
+func TestTryLockAfterAbandonedWait(t *testing.T) {
+	awaitBlocked(t, 0)
+	s, dir := newStore(t)
+	other := otherStore(t, dir)
+	for i := 0; i < 50; i++ {
+		unlock := mustLock(t, s, "k")
+		ctx, cancel := context.WithCancel(context.Background())
+		got := lockAsync(ctx, other, "k")
+		awaitBlocked(t, 1)
+		cancel()
+		if err := <-got; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Lock: got %v, want context.Canceled", err)
+		}
+		unlock()
+		u, ok := mustTryLock(t, s, "k")
+		if !ok {
+			t.Fatalf("round %d: TryLock right after the holder's unlock found the lock held", i)
+		}
+		u()
+		awaitBlocked(t, 0)
+	}
+}
+
+// TestLockMixedExclusion: Lock, Locks that give up and TryLock, through
+// two Stores, never hold a key together, and the abandoned calls all end.
+func TestLockMixedExclusion(t *testing.T) {
+	awaitBlocked(t, 0)
+	s1, dir := newStore(t)
+	stores := []*filestore.Store{s1, otherStore(t, dir)}
+	const goroutines, rounds = 6, 40
+	var holders, maxHolders atomic.Int32
+	hold := func(u func()) {
+		n := holders.Add(1)
+		for m := maxHolders.Load(); n > m && !maxHolders.CompareAndSwap(m, n); m = maxHolders.Load() {
+		}
+		holders.Add(-1)
+		u()
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		s := stores[g%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				switch (g + i) % 3 {
+				case 0: // a Lock that may give up
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%4)*100*time.Microsecond)
+					if u, err := s.Lock(ctx, "k"); err == nil {
+						hold(u)
+					}
+					cancel()
+				case 1:
+					if u, ok, err := s.TryLock(context.Background(), "k"); err != nil {
+						t.Error(err)
+					} else if ok {
+						hold(u)
+					}
+				case 2:
+					hold(mustLockNoFatal(t, s, "k"))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if m := maxHolders.Load(); m != 1 {
+		t.Errorf("at most %d goroutines held the lock at once, want 1", m)
+	}
+	awaitBlocked(t, 0)
+	u, ok := mustTryLock(t, s1, "k")
+	if !ok {
+		t.Fatal("after every goroutine let go, TryLock found the lock held")
+	}
+	u()
+}
