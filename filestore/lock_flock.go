@@ -36,7 +36,8 @@ const (
 // releases it when unlock is called or when the process dies. It is not
 // reentrant: a goroutine that calls Lock twice for one key without
 // unlocking waits for itself until its context ends. Lock does not keep
-// Save and CompareAndSwap out: they take their own, short lock.
+// Save and CompareAndSwap out: they take their own, short lock. A waiting
+// Lock gets the lock as soon as the holder lets go (see waitFlock).
 //
 // Lock is only defined on platforms with flock(2); see the package
 // documentation.
