@@ -99,9 +99,18 @@
 // dies, however it dies:
 //
 //   - [Store.Lock] makes the store a [refresh.Locker]: while one process
-//     refreshes a key, the others wait, then adopt the token it saved. It
-//     polls for the lock, every 1 ms at first and every 20 ms at most,
-//     until it gets it or its context ends.
+//     refreshes a key, the others wait, then adopt the token it saved. A
+//     waiting Lock is blocked in flock(2) on a thread of its own, so the
+//     kernel hands it the lock as soon as the holder lets go. If its
+//     context ends first, Lock returns at once and the blocked call,
+//     when it gets the lock, lets go of it straight away (other processes
+//     may see the lock held for that moment). At most 16
+//     such calls wait at once in a process (waits abandoned behind a
+//     holder that never lets go keep theirs); beyond that a wait polls,
+//     every 1 ms at first and every 20 ms at most, until a slot is free.
+//   - [Store.TryLock] makes it a [refresh.TryLocker]: it takes the same
+//     lock only if no one holds it, with one flock(2) call that does not
+//     wait.
 //   - Save and CompareAndSwap hold the key's write lock, a second lock on
 //     "<hash>.wlock", for the time of one write, so that CompareAndSwap's
 //     read, comparison and rename are one step with respect to every other
@@ -120,9 +129,9 @@
 // # Other platforms
 //
 // Elsewhere (Windows, Solaris, illumos, AIX, Plan 9, WebAssembly) there is
-// no flock(2), and Store has no Lock method: it is not a [refresh.Locker].
-// (A Go method set cannot depend on the platform at run time, so the method
-// exists only where it works.) The engine then falls back to refreshing
+// no flock(2), and Store has no Lock or TryLock method: it is not a
+// [refresh.Locker]. (A Go method set cannot depend on the platform at run
+// time, so the methods exist only where they work.) The engine then falls back to refreshing
 // each key once at a time within its own process only: several processes
 // that share the directory may refresh the same token at the same time,
 // and with a rotating refresh token all but one of them may be rejected. Save and

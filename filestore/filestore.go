@@ -32,8 +32,8 @@ var _ refresh.CompareAndSwapper = (*Store)(nil)
 
 // Store is a [refresh.TokenStore] that keeps one file per key in a
 // directory. It also implements [refresh.CompareAndSwapper] and, on
-// platforms with flock(2), [refresh.Locker]. See the package documentation
-// for the layout and the guarantees.
+// platforms with flock(2), [refresh.Locker] and [refresh.TryLocker]. See
+// the package documentation for the layout and the guarantees.
 //
 // A Store is safe for concurrent use by goroutines, and several processes
 // may use Stores over the same directory at the same time.

@@ -14,11 +14,14 @@ import (
 	"github.com/oauthkit/refresh"
 )
 
-var _ refresh.Locker = (*Store)(nil)
+var (
+	_ refresh.Locker    = (*Store)(nil)
+	_ refresh.TryLocker = (*Store)(nil)
+)
 
-// Polling intervals of a lock that is held elsewhere. flock(2) cannot wait
-// and be interrupted by a context at the same time, so the lock is tried
-// without blocking, then again after a pause that doubles up to maxPoll.
+// Polling intervals of the fallback wait (see waitFlock), used only when
+// maxBlockedFlocks blocked flock calls are already waiting: the lock is
+// tried again after a pause that doubles up to maxPoll.
 const (
 	minPoll = 1 * time.Millisecond
 	maxPoll = 20 * time.Millisecond
@@ -27,13 +30,14 @@ const (
 // Lock implements [refresh.Locker]: it waits until the caller holds the
 // refresh lock of key, exclusive across every goroutine and process that
 // uses a Store over the same directory, or until ctx ends; then it returns
-// an error wrapping ctx.Err().
+// an error wrapping ctx.Err() and holds nothing.
 //
 // The lock is an flock(2) lock on the key's ".lock" file. The kernel
 // releases it when unlock is called or when the process dies. It is not
 // reentrant: a goroutine that calls Lock twice for one key without
 // unlocking waits for itself until its context ends. Lock does not keep
-// Save and CompareAndSwap out: they take their own, short lock.
+// Save and CompareAndSwap out: they take their own, short lock. A waiting
+// Lock gets the lock as soon as the holder lets go (see waitFlock).
 //
 // Lock is only defined on platforms with flock(2); see the package
 // documentation.
@@ -42,8 +46,58 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 	if err != nil {
 		return nil, err
 	}
+	return unlockOnce(f), nil
+}
+
+// TryLock implements [refresh.TryLocker]: it takes the refresh lock of key,
+// the one Lock takes, if no one holds it, and returns its unlock func and
+// true. If a goroutine or process holds it, TryLock returns nil, false and
+// nil at once. An error (ctx ended, the lock file cannot be opened) holds
+// nothing.
+//
+// TryLock is only defined where Lock is.
+func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	path := s.path(key, lockExt)
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("filestore: lock %s: %w", path, err)
+	}
+	f, err := openLockFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	ok, err = tryFlockNow(f, path)
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, false, fmt.Errorf("filestore: lock %s: %w", path, err)
+	case !ok:
+		f.Close()
+		return nil, false, nil
+	}
+	return unlockOnce(f), true, nil
+}
+
+// tryFlockNow tries to lock f, the lock file at path, without waiting for
+// a holder. It only waits for an abandoned Lock of this process that holds
+// the lock for a moment (see tryFlockPast).
+func tryFlockNow(f *os.File, path string) (bool, error) {
+	if ok, err := tryFlock(f); ok || err != nil {
+		return ok, err
+	}
+	for {
+		ok, gone, err := tryFlockPast(f, path)
+		if gone == nil {
+			return ok, err
+		}
+		<-gone
+	}
+}
+
+// unlockOnce returns a func that releases the lock held through f the first
+// time it is called, and does nothing after.
+func unlockOnce(f *os.File) func() {
 	var once sync.Once
-	return func() { once.Do(func() { unlockFile(f) }) }, nil
+	return func() { once.Do(func() { unlockFile(f) }) }
 }
 
 // lockWrite takes the write lock at path: an flock(2) lock on its own file,
@@ -58,9 +112,8 @@ func lockWrite(ctx context.Context, path string) (unlock func(), err error) {
 	return func() { unlockFile(f) }, nil
 }
 
-// lockFile opens (creating it with mode 0600 if needed) the lock file at
-// path, which must be a regular file, and takes an exclusive flock on it,
-// trying until it succeeds or ctx ends.
+// lockFile opens the lock file at path and takes an exclusive flock on it,
+// waiting (see waitFlock) until it succeeds or ctx ends.
 //
 // An flock belongs to the open file description, and lockFile opens the
 // file anew each time, so two goroutines of one process exclude each other
@@ -71,6 +124,25 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
 	}
+	f, err := openLockFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := tryFlock(f)
+	if err == nil && !ok {
+		err = waitFlock(ctx, f, path) // closes f (or has it closed) on failure
+	} else if err != nil {
+		f.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// openLockFile opens the lock file at path, creating it with mode 0600 if
+// needed. It must be a regular file.
+func openLockFile(path string) (*os.File, error) {
 	// os.OpenFile sets O_CLOEXEC: child processes do not inherit the lock.
 	// A symbolic link in place of the lock file is refused, not followed:
 	// following it would create a file, or open one read-write, anywhere
@@ -83,53 +155,41 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 	case err != nil:
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
-	wait := minPoll
-	for {
-		ok, err := tryFlock(f)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
-		}
-		if ok {
-			return f, nil
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("filestore: lock %s: %w", path, ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, maxPoll)
-	}
+	return f, nil
 }
 
 // tryFlock tries once to lock f exclusively; it reports false if another
 // open file description holds a lock on the file.
 func tryFlock(f *os.File) (bool, error) {
+	err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
+	switch {
+	case err == syscall.EWOULDBLOCK: // EAGAIN: the same value on these platforms
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// flock calls flock(2) on f with how, again if a signal interrupts it.
+func flock(f *os.File, how int) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return false, err
+		return err
 	}
 	var ferr error
 	err = rc.Control(func(fd uintptr) {
 		for {
-			ferr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+			ferr = syscall.Flock(int(fd), how)
 			if ferr != syscall.EINTR {
 				return
 			}
 		}
 	})
-	switch {
-	case err != nil:
-		return false, err
-	case ferr == syscall.EWOULDBLOCK: // EAGAIN: the same value on these platforms
-		return false, nil
-	case ferr != nil:
-		return false, ferr
+	if err != nil {
+		return err
 	}
-	return true, nil
+	return ferr
 }
 
 // unlockFile releases the lock on f and closes it. Closing alone would

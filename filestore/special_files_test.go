@@ -307,6 +307,13 @@ func testLockFiles(t *testing.T, plant func(t *testing.T, path string) (check fu
 			}
 			return err
 		}},
+		{"TryLock", ".lock", func(ctx context.Context, s *filestore.Store) error {
+			unlock, ok, err := s.TryLock(ctx, "k")
+			if ok {
+				unlock()
+			}
+			return err
+		}},
 		{"Save", ".wlock", func(ctx context.Context, s *filestore.Store) error {
 			return s.Save(ctx, "k", tok("new"))
 		}},
