@@ -107,20 +107,13 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, fmt.Errorf("redisstore: lock %s: %w", lk, err)
 	}
 	owner := newOwner()
-	ttl := strconv.FormatInt(s.ttl.Milliseconds(), 10)
 	wait := firstPoll
 	for {
-		n, err := acquireScript.Run(ctx, s.client, []string{lk}, owner, ttl).Int()
+		ok, err := s.acquire(ctx, lk, owner)
 		if err != nil {
-			// The lock may have been taken although the reply was lost:
-			// give it back rather than leave it until its lease ends.
-			go s.release(lk, owner)
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("redisstore: lock %s: %w", lk, ctx.Err())
-			}
-			return nil, fmt.Errorf("redisstore: lock %s: %w", lk, err)
+			return nil, err
 		}
-		if n == 1 {
+		if ok {
 			return s.hold(ctx, key, lk, owner), nil
 		}
 		// Jitter: a pause drawn from [wait/2, wait*3/2), so that waiters
@@ -135,6 +128,40 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		}
 		wait = min(2*wait, s.retry)
 	}
+}
+
+// TryLock implements [refresh.TryLocker]: it takes the lock of key, the
+// lease Lock takes, if no one holds it, with one run of the script Lock
+// runs, and returns nil, false and a nil error if someone does (this
+// process included: the lock is not reentrant). If Redis fails it returns
+// the error, wrapping ctx.Err() if ctx ended, and holds nothing.
+func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	lk := s.lockKey(key)
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("redisstore: lock %s: %w", lk, err)
+	}
+	owner := newOwner()
+	if ok, err := s.acquire(ctx, lk, owner); !ok || err != nil {
+		return nil, false, err
+	}
+	return s.hold(ctx, key, lk, owner), true, nil
+}
+
+// acquire runs acquireScript once: it reports whether owner now holds the
+// lock lk. If the script fails, the lock may have been taken although the
+// reply was lost: acquire gives it back rather than leave it until its
+// lease ends, and returns the error, or ctx's if ctx ended.
+func (s *Store) acquire(ctx context.Context, lk, owner string) (bool, error) {
+	ttl := strconv.FormatInt(s.ttl.Milliseconds(), 10)
+	n, err := acquireScript.Run(ctx, s.client, []string{lk}, owner, ttl).Int()
+	if err != nil {
+		go s.release(lk, owner)
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return false, fmt.Errorf("redisstore: lock %s: %w", lk, err)
+	}
+	return n == 1, nil
 }
 
 // lease is a lock held by this process.

@@ -38,6 +38,7 @@ const (
 
 var (
 	_ refresh.Locker            = (*Store)(nil)
+	_ refresh.TryLocker         = (*Store)(nil)
 	_ refresh.CompareAndSwapper = (*Store)(nil)
 )
 
