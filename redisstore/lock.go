@@ -32,14 +32,18 @@ const (
 // is this very call retried by the client after its reply was lost, and
 // answering "taken" would make the caller wait for its own lease to expire.
 //
+// It returns {1, 0} if the caller holds the lock, and {0, PTTL} if another
+// does, so that a waiter knows when the lease would expire (-1: never, a
+// lock set by hand).
+//
 // KEYS[1]: lock key. ARGV[1]: owner. ARGV[2]: lease in milliseconds.
 var acquireScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  return {1, 0}
 end
-return 0
+return {0, redis.call('PTTL', KEYS[1])}
 `)
 
 // renewScript extends the lease if the lock still holds this owner, and
@@ -55,14 +59,19 @@ end
 return 0
 `)
 
-// releaseScript deletes the lock if it still holds this owner, and returns
-// 1; otherwise (the lease expired, maybe another process holds the lock
-// now) it changes nothing and returns 0.
+// releaseScript deletes the lock if it still holds this owner, announces
+// it on the lock's channel for the Locks that wait (with redis.pcall: a
+// Redis without the command, such as SPUBLISH before 7.0, still releases),
+// and returns 1; otherwise (the lease expired, maybe another process holds
+// the lock now) it changes nothing and returns 0.
 //
-// KEYS[1]: lock key. ARGV[1]: owner.
+// KEYS[1]: lock key. ARGV[1]: owner. ARGV[2]: "publish", "spublish" or ""
+// for none. ARGV[3]: the lock's channel.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if ARGV[2] ~= '' then redis.pcall(ARGV[2], ARGV[3], '') end
+  return 1
 end
 return 0
 `)
@@ -107,27 +116,14 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, fmt.Errorf("redisstore: lock %s: %w", lk, err)
 	}
 	owner := newOwner()
-	wait := firstPoll
-	for {
-		ok, err := s.acquire(ctx, lk, owner)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return s.hold(ctx, key, lk, owner), nil
-		}
-		// Jitter: a pause drawn from [wait/2, wait*3/2), so that waiters
-		// do not poll in step; never below the floor, so that waiting
-		// never becomes a busy loop.
-		t := time.NewTimer(max(minLockRetry, wait/2+rand.N(wait)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("redisstore: lock %s: %w", lk, ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, s.retry)
+	ok, pttl, err := s.acquire(ctx, lk, owner)
+	if err == nil && !ok {
+		err = s.await(ctx, lk, owner, pttl)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return s.hold(ctx, key, lk, owner), nil
 }
 
 // TryLock implements [refresh.TryLocker]: it takes the lock of key, the
@@ -141,27 +137,80 @@ func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool
 		return nil, false, fmt.Errorf("redisstore: lock %s: %w", lk, err)
 	}
 	owner := newOwner()
-	if ok, err := s.acquire(ctx, lk, owner); !ok || err != nil {
+	if ok, _, err := s.acquire(ctx, lk, owner); !ok || err != nil {
 		return nil, false, err
 	}
 	return s.hold(ctx, key, lk, owner), true, nil
 }
 
 // acquire runs acquireScript once: it reports whether owner now holds the
-// lock lk. If the script fails, the lock may have been taken although the
+// lock lk, and if not, when the holder's lease expires (PTTL: -1 for
+// never). If the script fails, the lock may have been taken although the
 // reply was lost: acquire gives it back rather than leave it until its
 // lease ends, and returns the error, or ctx's if ctx ended.
-func (s *Store) acquire(ctx context.Context, lk, owner string) (bool, error) {
+func (s *Store) acquire(ctx context.Context, lk, owner string) (ok bool, pttl time.Duration, err error) {
 	ttl := strconv.FormatInt(s.ttl.Milliseconds(), 10)
-	n, err := acquireScript.Run(ctx, s.client, []string{lk}, owner, ttl).Int()
+	r, err := acquireScript.Run(ctx, s.client, []string{lk}, owner, ttl).Int64Slice()
+	if err == nil && len(r) != 2 {
+		err = fmt.Errorf("lock script answered %v", r)
+	}
 	if err != nil {
 		go s.release(lk, owner)
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return false, fmt.Errorf("redisstore: lock %s: %w", lk, err)
+		return false, 0, fmt.Errorf("redisstore: lock %s: %w", lk, err)
 	}
-	return n == 1, nil
+	return r[0] == 1, time.Duration(r[1]) * time.Millisecond, nil
+}
+
+// await waits until owner holds the lock lk, after a try that found it
+// held with pttl left of its lease, or until ctx ends. It tries again when
+// the lock's channel announces a release, when the lease is due to expire,
+// and every wakeFallback in case a wake-up was lost; while it has no
+// subscription confirmed (not yet, or no pub/sub), it polls as Lock used
+// to, every few milliseconds up to LockRetry.
+func (s *Store) await(ctx context.Context, lk, owner string, pttl time.Duration) error {
+	sub, wake, live := s.wakes.join(ctx, lk+freeSuffix)
+	defer s.wakes.leave(sub)
+	p := pacer{next: firstPoll, retry: s.retry}
+	t := time.NewTimer(p.pause(live, pttl))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redisstore: lock %s: %w", lk, ctx.Err())
+		case <-wake:
+		case <-t.C:
+		}
+		wake, live = s.wakes.next(sub)
+		ok, pttl, err := s.acquire(ctx, lk, owner)
+		if ok || err != nil {
+			return err
+		}
+		t.Reset(p.pause(live, pttl))
+	}
+}
+
+// pacer draws the pauses of a waiting Lock.
+type pacer struct{ next, retry time.Duration }
+
+// pause returns how long to wait for a wake-up before trying again: with a
+// subscription confirmed (live), up to wakeFallback (or LockRetry, if
+// longer); without, the next of the pauses that double from firstPoll to
+// LockRetry. Jitter draws it from [d/2, d*3/2), so that waiters do not try
+// in step. It is never longer than the lease's pttl and a millisecond, and
+// never shorter than the floor, so that waiting never becomes a busy loop.
+func (p *pacer) pause(live bool, pttl time.Duration) time.Duration {
+	d := max(wakeFallback, p.retry)
+	if !live {
+		d, p.next = p.next, min(2*p.next, p.retry)
+	}
+	d = d/2 + rand.N(d)
+	if pttl >= 0 {
+		d = min(d, pttl+time.Millisecond)
+	}
+	return max(minLockRetry, d)
 }
 
 // lease is a lock held by this process.
@@ -243,6 +292,10 @@ func (l *lease) lost() {
 func (s *Store) release(lk, owner string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), min(maxRelease, s.ttl))
 	defer cancel()
-	n, err := releaseScript.Run(ctx, s.client, []string{lk}, owner).Int()
+	cmd := publish(s.client)
+	if s.dropPublish.Load() {
+		cmd = ""
+	}
+	n, err := releaseScript.Run(ctx, s.client, []string{lk}, owner, cmd, lk+freeSuffix).Int()
 	return err != nil || n == 1
 }

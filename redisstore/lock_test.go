@@ -227,7 +227,7 @@ func (r *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		start := time.Now()
 		err := next(ctx, cmd)
 		if c, ok := cmd.(*redis.Cmd); ok && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
-			if n, _ := c.Int(); err == nil && n == 1 {
+			if err == nil && answeredOne(c) {
 				r.mu.Lock()
 				r.runs = append(r.runs, [2]time.Time{start, time.Now()})
 				r.mu.Unlock()
@@ -235,6 +235,16 @@ func (r *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return err
 	}
+}
+
+// answeredOne reports whether a script answered 1, or a list that starts
+// with 1 (the lock script: {1, 0} for taken).
+func answeredOne(c *redis.Cmd) bool {
+	if r, err := c.Int64Slice(); err == nil {
+		return len(r) > 0 && r[0] == 1
+	}
+	n, _ := c.Int()
+	return n == 1
 }
 
 func (r *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {

@@ -97,9 +97,13 @@ type Store struct {
 	retry     time.Duration         // longest pause between two tries of a waiting Lock; at least minLockRetry
 	leaseLost func(key string)      // Options.LeaseLost; may be nil
 
+	wakes wakeHub // the waiting Locks and their pub/sub connections
+
 	// renewPaused makes lease renewals skip their turn, so that tests can
-	// let a held lease expire as in a paused process. Set only by tests.
-	renewPaused atomic.Bool
+	// let a held lease expire as in a paused process; dropPublish makes
+	// releases announce nothing, as if the wake-up were lost. Set only by
+	// tests.
+	renewPaused, dropPublish atomic.Bool
 }
 
 // New returns a Store over client, which the caller keeps owning (the store
@@ -119,6 +123,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		ttl:       opts.LockTTL,
 		retry:     opts.LockRetry,
 		leaseLost: opts.LeaseLost,
+		wakes:     wakeHub{client: client, linger: wakeLinger},
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
