@@ -45,11 +45,11 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // waiter and closed wakeLinger after its last waiter left.
 type wakeHub struct {
 	client redis.UniversalClient
-	linger time.Duration // wakeLinger; tests shorten it
 
-	mu    sync.Mutex
-	conns map[string]*wakeConn // by route: "" or a Cluster node's address
-	subs  map[string]*wakeSub  // by channel
+	mu     sync.Mutex
+	linger time.Duration        // wakeLinger; tests shorten it
+	conns  map[string]*wakeConn // by route: "" or a Cluster node's address
+	subs   map[string]*wakeSub  // by channel
 
 	opened, woken atomic.Int64 // connections opened, messages heard: for tests
 }
@@ -59,6 +59,7 @@ type wakeConn struct {
 	route   string
 	sharded bool // SSUBSCRIBE rather than SUBSCRIBE
 	ps      *redis.PubSub
+	linger  time.Duration // hub.linger when c was opened
 	n       int           // entries of subs on this connection; guarded by hub.mu
 	ops     []wakeOp      // to send, in order; guarded by hub.mu
 	kick    chan struct{} // ops to send, or n fell to 0
@@ -194,7 +195,7 @@ func (h *wakeHub) conn(route string, sharded bool) *wakeConn {
 	if h.conns == nil {
 		h.conns, h.subs = map[string]*wakeConn{}, map[string]*wakeSub{}
 	}
-	c := &wakeConn{route: route, sharded: sharded, kick: make(chan struct{}, 1)}
+	c := &wakeConn{route: route, sharded: sharded, linger: h.linger, kick: make(chan struct{}, 1)}
 	if cc, ok := h.client.(*redis.ClusterClient); ok {
 		c.ps = cc.SSubscribe(context.Background()) // dials at the first SSUBSCRIBE, the node of its channel
 	} else {
@@ -228,11 +229,11 @@ func (h *wakeHub) run(c *wakeConn) {
 	// connection is dialled to the node of the first channel it is used for.
 	idle := h.flush(c)
 	msgs := c.ps.ChannelWithSubscriptions()
-	t := time.NewTimer(h.linger)
+	t := time.NewTimer(c.linger)
 	defer t.Stop()
 	for {
 		if idle {
-			t.Reset(h.linger)
+			t.Reset(c.linger)
 		} else {
 			t.Stop()
 		}
