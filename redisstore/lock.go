@@ -99,7 +99,7 @@ func newOwner() string {
 //
 // The lock is a lease: a Redis string, set only if absent, holding a random
 // owner value and expiring after [Options.LockTTL]. While it is held a
-// goroutine renews it every LockTTL/3, if the lock still holds the owner.
+// timer renews it every LockTTL/3, if the lock still holds the owner.
 // unlock stops the renewal and deletes the lock if it still holds the
 // owner, within at most a second; if that fails, or if the process dies,
 // the lease expires by itself. A lease can also expire while its holder
@@ -213,44 +213,43 @@ func (p *pacer) pause(live bool, pttl time.Duration) time.Duration {
 	return max(minLockRetry, d)
 }
 
-// lease is a lock held by this process.
+// lease is a lock held by this process. Its renewal is a timer, not a
+// goroutine: a goroutine runs only while a renewal does.
 type lease struct {
 	s                *Store
 	key, lk, owner   string
 	caller           context.Context    // Lock's, without its cancellation: for refresh.ReportStoreEvent
-	stop             context.CancelFunc // ends the renewal
+	ctx              context.Context    // ends at unlock, and with it a renewal in flight
+	stop             context.CancelFunc // ends ctx
 	stopped, lostOne atomic.Bool        // unlock was called; LeaseLost was called
+
+	mu    sync.Mutex  // orders the timer's Reset by a renewal and its Stop by unlock
+	timer *time.Timer // the next renewal; guarded by mu
 }
 
 // hold starts the renewal of a lock just taken, by a Lock called with
 // caller, and returns its unlock.
 func (s *Store) hold(caller context.Context, key, lk, owner string) (unlock func()) {
 	ctx, stop := context.WithCancel(context.Background())
-	l := &lease{s: s, key: key, lk: lk, owner: owner, caller: context.WithoutCancel(caller), stop: stop}
-	go l.renew(ctx)
+	l := &lease{s: s, key: key, lk: lk, owner: owner, caller: context.WithoutCancel(caller), ctx: ctx, stop: stop}
+	l.mu.Lock()
+	l.timer = time.AfterFunc(s.ttl/3, l.renew)
+	l.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(l.unlock) }
 }
 
-// renew extends the lease every third of its duration until ctx ends or
-// the lease is found lost. A renewal that fails (Redis unreachable) is
-// tried again at the next tick: the lease may still be valid by then.
-func (l *lease) renew(ctx context.Context) {
+// renew extends the lease, a third of its duration after the last
+// renewal started, until unlock or the lease is found lost. A renewal
+// that fails (Redis unreachable) is tried again at the next turn: the
+// lease may still be valid by then.
+func (l *lease) renew() {
 	every := l.s.ttl / 3
-	ttl := strconv.FormatInt(l.s.ttl.Milliseconds(), 10)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if l.s.renewPaused.Load() {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, every)
-		n, err := renewScript.Run(rctx, l.s.client, []string{l.lk}, l.owner, ttl).Int()
+	start := time.Now()
+	if !l.s.renewPaused.Load() {
+		ttl := strconv.FormatInt(l.s.ttl.Milliseconds(), 10)
+		ctx, cancel := context.WithTimeout(l.ctx, every)
+		n, err := renewScript.Run(ctx, l.s.client, []string{l.lk}, l.owner, ttl).Int()
 		cancel()
 		if err == nil && n == 0 {
 			if !l.stopped.Load() { // else unlock's release came first
@@ -259,13 +258,21 @@ func (l *lease) renew(ctx context.Context) {
 			return
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped.Load() {
+		l.timer.Reset(max(0, every-time.Since(start)))
+	}
 }
 
 // unlock stops the renewal and deletes the lock if it is still this
 // lease's. It does not wait for a renewal in flight: one that reaches Redis
 // after the delete finds another owner, or none, and changes nothing.
 func (l *lease) unlock() {
+	l.mu.Lock()
 	l.stopped.Store(true)
+	l.timer.Stop()
+	l.mu.Unlock()
 	l.stop()
 	if !l.s.release(l.lk, l.owner) {
 		l.lost()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -369,5 +370,24 @@ func TestLockRetryFloor(t *testing.T) {
 			t.Errorf("LockRetry %v: %d lock attempts in a wait of %v, want at most %d", retry, n, wait, most)
 		}
 		t.Logf("LockRetry %v: %d lock attempts in %v", retry, n, wait)
+	}
+}
+
+// TestHeldLocksNoGoroutine: a held lock costs a timer, not a goroutine
+// (its renewal runs on one only while it runs).
+func TestHeldLocksNoGoroutine(t *testing.T) {
+	c := testClient(t)
+	s := newStore(t, c, redisstore.Options{})
+	before := runtime.NumGoroutine()
+	var unlocks []func()
+	for i := range 100 {
+		unlocks = append(unlocks, lockWithin(t, s, fmt.Sprint("held-", i), 2*time.Second, "Lock"))
+	}
+	after := runtime.NumGoroutine()
+	for _, u := range unlocks {
+		u()
+	}
+	if after-before >= 50 {
+		t.Errorf("100 locks held: %d goroutines more than before, want a few at most", after-before)
 	}
 }
