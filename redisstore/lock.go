@@ -97,6 +97,11 @@ func newOwner() string {
 // it returns an error wrapping ctx.Err(). If Redis fails, Lock returns its
 // error at once.
 //
+// A Lock that finds the lock held waits for the holder's release to be
+// announced on the lock's pub/sub channel, and tries again then; until its
+// subscription is confirmed, and where there is no pub/sub, it polls. See
+// the package documentation.
+//
 // The lock is a lease: a Redis string, set only if absent, holding a random
 // owner value and expiring after [Options.LockTTL]. While it is held a
 // timer renews it every LockTTL/3, if the lock still holds the owner.

@@ -63,9 +63,15 @@ type Options struct {
 	LockTTL time.Duration
 
 	// LockRetry is about how often a Lock that waits behind another
-	// holder tries again: the pause starts at a few milliseconds and
-	// grows to LockRetry, with random jitter so that waiters spread out.
-	// Optional: zero means DefaultLockRetry (25 ms).
+	// holder tries again while it is not subscribed to the release of
+	// the lock (until the subscription is confirmed, or always where
+	// there is no pub/sub: see the package documentation): the pause
+	// starts at a few milliseconds and grows to LockRetry, with random
+	// jitter so that waiters spread out. A Lock that is subscribed tries
+	// when the release is announced, when the holder's lease is due to
+	// expire, and every half second or so (or LockRetry, if longer) in
+	// case an announcement was lost. Optional: zero means
+	// DefaultLockRetry (25 ms).
 	//
 	// It must be at least 1 ms, and no pause is shorter: each try is a
 	// round trip to Redis, and shorter pauses would turn a wait into a
@@ -84,8 +90,8 @@ type Options struct {
 }
 
 // Store is a [refresh.TokenStore] that keeps tokens in Redis. It also
-// implements [refresh.Locker], with leases that expire when their holder
-// dies, and [refresh.CompareAndSwapper]. See the package documentation for
+// implements [refresh.Locker] and [refresh.TryLocker], with leases that
+// expire when their holder dies, and [refresh.CompareAndSwapper]. See the package documentation for
 // the key layout and the guarantees.
 //
 // A Store is safe for concurrent use, and any number of processes may use
@@ -94,7 +100,7 @@ type Store struct {
 	client    redis.UniversalClient // shared with the caller; never closed by the store
 	prefix    string                // start of every key name
 	ttl       time.Duration         // lease of a lock
-	retry     time.Duration         // longest pause between two tries of a waiting Lock; at least minLockRetry
+	retry     time.Duration         // longest pause between two polls of a waiting Lock; at least minLockRetry
 	leaseLost func(key string)      // Options.LeaseLost; may be nil
 
 	wakes wakeHub // the waiting Locks and their pub/sub connections
