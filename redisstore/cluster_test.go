@@ -134,15 +134,7 @@ func testClusterWakeUp(t *testing.T, addrs []string) {
 	if st := redisstore.Wake(w); st.Conns != len(nodes) {
 		t.Errorf("waiters on %d nodes have %d pub/sub connections, want one per node", len(nodes), st.Conns)
 	}
-	for i, unlock := range unlocks {
-		unlock()
-		var r lockResult
-		bounded(t, 10*time.Second, fmt.Sprint("waiter ", i), func() { r = <-dones[i] })
-		if r.err != nil {
-			t.Fatalf("waiter %d: %v", i, r.err)
-		}
-		r.unlock()
-	}
+	releaseInTurn(t, unlocks, dones)
 	// Only the first waiter may have found the lock free without a wake-up,
 	// trying as its subscription was confirmed, and left before the
 	// message came.

@@ -140,20 +140,10 @@ func TestWaitersInTurn(t *testing.T) {
 		for range each {
 			wg.Go(func() {
 				for range rounds {
-					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-					unlock, err := s.Lock(ctx, key)
-					cancel()
-					if err != nil {
-						t.Error(err)
+					if !lockInTurn(t, s, key, &inside, &most) {
 						return
 					}
-					n := inside.Add(1)
-					for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-					}
-					time.Sleep(time.Millisecond)
 					total.Add(1)
-					inside.Add(-1)
-					unlock()
 				}
 			})
 		}
@@ -173,6 +163,25 @@ func TestWaitersInTurn(t *testing.T) {
 	if woken == 0 {
 		t.Errorf("no waiter heard a release")
 	}
+}
+
+// lockInTurn locks key, counting the holders inside and the most at once,
+// and unlocks it.
+func lockInTurn(t *testing.T, s *redisstore.Store, key string, inside, most *atomic.Int64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	unlock, err := s.Lock(ctx, key)
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	n := inside.Add(1)
+	for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+	}
+	time.Sleep(time.Millisecond)
+	inside.Add(-1)
+	unlock()
+	return true
 }
 
 // TestWaitersShareConnection: waiters of many keys in one Store share one
@@ -205,15 +214,7 @@ func TestWaitersShareConnection(t *testing.T) {
 			t.Errorf("key %d: Redis has %d subscribers of its channel, want 1", i, got)
 		}
 	}
-	for i, unlock := range unlocks {
-		unlock()
-		var r lockResult
-		bounded(t, 10*time.Second, fmt.Sprintf("waiter %d", i), func() { r = <-dones[i] })
-		if r.err != nil {
-			t.Fatalf("waiter %d: %v", i, r.err)
-		}
-		r.unlock()
-	}
+	releaseInTurn(t, unlocks, dones)
 	if st := redisstore.Wake(w); st.Woken == 0 {
 		t.Errorf("no waiter heard its release")
 	}
@@ -305,5 +306,20 @@ func TestWaitWithoutPubSub(t *testing.T) {
 				t.Errorf("the lock exists after both unlocked")
 			}
 		})
+	}
+}
+
+// releaseInTurn calls each unlock, and checks that the matching waiter then
+// gets its lock, and unlocks it.
+func releaseInTurn(t *testing.T, unlocks []func(), dones []<-chan lockResult) {
+	t.Helper()
+	for i, unlock := range unlocks {
+		unlock()
+		var r lockResult
+		bounded(t, 10*time.Second, fmt.Sprintf("waiter %d", i), func() { r = <-dones[i] })
+		if r.err != nil {
+			t.Fatalf("waiter %d: %v", i, r.err)
+		}
+		r.unlock()
 	}
 }
