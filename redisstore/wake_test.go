@@ -323,3 +323,64 @@ func releaseInTurn(t *testing.T, unlocks []func(), dones []<-chan lockResult) {
 		r.unlock()
 	}
 }
+
+// TestClientClosedWhileWaiting: when the waiter's client is closed, its
+// Lock returns an error, holding nothing, and the pub/sub connection is
+// gone from the Store.
+func TestClientClosedWhileWaiting(t *testing.T) {
+	c := testClient(t)
+	prefix := testPrefix(t, c)
+	holder := storeWith(t, c, prefix, redisstore.Options{})
+	w, wc := waiterStore(t, prefix, redisstore.Options{})
+	const key = "closed"
+	unlock := lockWithin(t, holder, key, 2*time.Second, "holder")
+	defer unlock()
+	done := lockAsync(w, context.Background(), key)
+	eventually(t, "the waiter subscribed", func() bool { return redisstore.Wake(w).Live == 1 })
+	wc.Close()
+	var r lockResult
+	bounded(t, 10*time.Second, "the waiter's Lock", func() { r = <-done })
+	if r.err == nil || r.unlock != nil {
+		t.Fatalf("Lock over a closed client: got error %v, want an error and no unlock", r.err)
+	}
+	eventually(t, "the connection is gone", func() bool {
+		st := redisstore.Wake(w)
+		return st.Conns == 0 && st.Channels == 0
+	})
+}
+
+// TestWakeAfterReconnect: when Redis drops the pub/sub connection, go-redis
+// reconnects and subscribes again, and waiters are still woken: by a
+// release after that, and by one during the gap, whose message is lost
+// (the new subscription's confirmation wakes them). The waiter's fallback
+// and its holder's lease are a minute or more, so only wake-ups can give
+// it the lock within the test's 10 s.
+func TestWakeAfterReconnect(t *testing.T) {
+	p := startPrivateRedis(t)
+	c := newClient(p.addr)
+	defer c.Close()
+	holder := storeWith(t, c, "", redisstore.Options{LockTTL: 2 * time.Minute})
+	wc := newClient(p.addr)
+	defer wc.Close()
+	w := storeWith(t, wc, "", redisstore.Options{LockRetry: time.Minute})
+	ctx := context.Background()
+	for _, when := range []string{"after", "during"} {
+		key := "reconnect-" + when
+		unlock := lockWithin(t, holder, key, 2*time.Second, "holder")
+		done := lockAsync(w, ctx, key)
+		eventually(t, "the waiter subscribed", func() bool { return redisstore.Wake(w).Live == 1 })
+		if err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if when == "after" {
+			eventually(t, "go-redis subscribed again", func() bool { return numSub(c, redisstore.WakeChannel(w, key)) == 1 })
+		}
+		unlock()
+		var r lockResult
+		bounded(t, 10*time.Second, "the waiter, release "+when+" the reconnection", func() { r = <-done })
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		r.unlock()
+	}
+}
