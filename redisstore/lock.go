@@ -17,9 +17,10 @@ import (
 )
 
 const (
-	// firstPoll is the first pause of a Lock that waits; it doubles up
-	// to Options.LockRetry. A lock is usually held for one call of the
-	// token endpoint, so the first tries come soon.
+	// firstPoll is the first pause of a Lock that waits without a
+	// subscription (not yet confirmed, or no pub/sub); it doubles up to
+	// Options.LockRetry. A lock is usually held for one call of the token
+	// endpoint, so the first tries come soon.
 	firstPoll = 2 * time.Millisecond
 
 	// maxRelease bounds the release of a lock by unlock, which must not
