@@ -128,8 +128,12 @@
 // Redis 7.0 (no sharded pub/sub), and on a Cluster for the waiters of a
 // slot that moves to another node while they wait (Redis ends their
 // subscription); releases work the same there (the script ignores a
-// failed announcement). A waiter's context ends its wait
-// at once, whichever way it waits, and it leaves no subscription behind.
+// failed announcement). A release by a process of an earlier version of
+// this package announces nothing either: while versions are mixed, the
+// waiters of its locks get them by their fallback tries, within a second
+// (with a LockRetry under half a second).
+// A waiter's context ends its wait at once, whichever way it waits, and it
+// leaves no subscription behind.
 //
 // If the holder dies, is cut off from Redis, or fails to release, its lease
 // expires by itself within LockTTL, and the next process takes the lock.
