@@ -7,14 +7,15 @@
 //	…
 //	eng, err := refresh.New(refresh.Config{OAuth2: conf, Store: store})
 //
-// A [Store] is also a [refresh.Locker] (leases that expire when their holder
-// dies) and a [refresh.CompareAndSwapper] (one Lua script). It works with a
-// single Redis, Sentinel, Redis Cluster and Ring clients, through
-// redis.UniversalClient. It needs Redis 4.0 or newer (Lua, SET with NX and
-// PX, HSET of several fields); the tests run against Redis 7. Set
-// ContextTimeoutEnabled in the client's options: then the deadline of each
-// call's context bounds it even when Redis stops answering, not only the
-// client's read and write timeouts.
+// A [Store] is also a [refresh.Locker] and a [refresh.TryLocker] (leases
+// that expire when their holder dies; a waiter is woken by pub/sub when
+// the lock is released) and a [refresh.CompareAndSwapper] (one Lua
+// script). It works with a single Redis, Sentinel, Redis Cluster and Ring
+// clients, through redis.UniversalClient. It needs Redis 4.0 or newer
+// (Lua, SET with NX and PX, HSET of several fields); the tests run against
+// Redis 7. Set ContextTimeoutEnabled in the client's options: then the
+// deadline of each call's context bounds it even when Redis stops
+// answering, not only the client's read and write timeouts.
 //
 // # Key layout
 //
@@ -63,8 +64,10 @@
 // The braces around the hash are a Cluster hash tag: Cluster assigns a key
 // to a slot by the text between its first "{" and the next "}", so a key's
 // token and its lock live in one slot, on one node, and move and fail over
-// together. Each of the store's Lua scripts touches exactly one key, which
-// it is given in KEYS, as Cluster requires. The prefix must not contain "{"
+// together, and so does the lock's channel. Each of the store's Lua
+// scripts touches exactly one key, which it is given in KEYS, as Cluster
+// requires (the release script also publishes on the lock's channel,
+// which has the lock's slot). The prefix must not contain "{"
 // or "}" ([New] refuses it): a tag inside the prefix would put every token
 // of the store in one slot, and an empty "{}" would disable tags. Keys of
 // different token keys are spread over the cluster.
@@ -83,15 +86,54 @@
 // # Locks and leases
 //
 // [Store.Lock] sets the key's lock with SET NX PX: only if no one holds it,
-// with a random owner value, for [Options.LockTTL] (default 15 s). A Lock
-// that finds the lock taken tries again after a pause that starts at a few
-// milliseconds and grows to [Options.LockRetry] (default 25 ms, at least
-// 1 ms), with jitter, until it succeeds or its context ends. While the lock
-// is held, a goroutine renews the lease every LockTTL/3 with a script that
-// extends it only if it still holds the owner. unlock stops the renewal and
-// deletes the lock with a script that deletes it only if it still holds the
-// owner, so that it never deletes the lock of a process that took it after
-// this one's lease expired; unlock waits at most a second for that.
+// with a random owner value, for [Options.LockTTL] (default 15 s). While
+// the lock is held, a timer of the store renews the lease every LockTTL/3
+// with a script that extends it only if it still holds the owner. unlock
+// stops the renewal and deletes the lock with a script that deletes it
+// only if it still holds the owner, so that it never deletes the lock of a
+// process that took it after this one's lease expired, and that then
+// announces the release on the lock's pub/sub channel; unlock waits at
+// most a second for that. An uncontended Lock and unlock are one round
+// trip each. [Store.TryLock] is one try of Lock: it never waits.
+//
+// # Waiting for a lock
+//
+// A Lock that finds the lock held subscribes to the lock's channel,
+// named after the lock's key:
+//
+//	<prefix>{<sha256 of key>}:lock:free   announces that the lock was released
+//
+// and tries again when a release is announced (of the waiters that hear
+// it, one gets the lock and the others wait on), so that it gets the lock
+// within about a round trip of its release. The waiters of a Store share
+// one pub/sub connection (with a Cluster client, one per master node, with
+// sharded pub/sub: SSUBSCRIBE, and SPUBLISH in the release script, which
+// Redis 7.0 introduced), each channel subscribed once while it has
+// waiters. The store opens the connection at the first wait and closes it
+// when no Lock has waited for ten seconds; a Store has nothing to close.
+//
+// Pub/sub delivers at most once: a connection that drops loses the
+// announcements of the meantime (go-redis reconnects and subscribes
+// again, and the store then has every waiter try once), and a holder that
+// dies announces nothing. So a subscribed waiter also tries when the
+// holder's lease is due to expire (the lock script tells the lease's PTTL)
+// and, failing all else, every half second or so. Until its subscription
+// is confirmed, and where there is no pub/sub at all, a waiter polls as
+// the store always did: after a pause that starts at a few milliseconds
+// and grows to [Options.LockRetry] (default 25 ms, at least 1 ms), with
+// jitter, until it gets the lock or its context ends. That is the case
+// with a Ring client (the store cannot tell which shard serves a channel),
+// with a client type of another package, with a proxy that lacks pub/sub
+// or a Redis user without access to the channels, with a Cluster before
+// Redis 7.0 (no sharded pub/sub), and on a Cluster for the waiters of a
+// slot that moves to another node while they wait (Redis ends their
+// subscription); releases work the same there (the script ignores a
+// failed announcement). A release by a process of an earlier version of
+// this package announces nothing either: while versions are mixed, the
+// waiters of its locks get them by their fallback tries, within a second
+// (with a LockRetry under half a second).
+// A waiter's context ends its wait at once, whichever way it waits, and it
+// leaves no subscription behind.
 //
 // If the holder dies, is cut off from Redis, or fails to release, its lease
 // expires by itself within LockTTL, and the next process takes the lock.

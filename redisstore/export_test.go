@@ -1,6 +1,10 @@
 package redisstore
 
-import "golang.org/x/oauth2"
+import (
+	"time"
+
+	"golang.org/x/oauth2"
+)
 
 // PauseRenewal makes the lease renewals of s skip their turns while paused
 // is true, so that a test can let a held lease expire as it would in a
@@ -29,3 +33,41 @@ func Hash(key string, tok *oauth2.Token) (map[string]string, error) {
 	}
 	return m, nil
 }
+
+// WakeStats tells what the pub/sub side of a Store holds now.
+type WakeStats struct {
+	Conns    int   // pub/sub connections open
+	Channels int   // channels in the table (with waiters, or replies due)
+	Live     int   // channels with waiters whose subscription is confirmed
+	Opened   int64 // pub/sub connections opened, ever
+	Woken    int64 // release messages heard, ever
+}
+
+// Wake returns s's WakeStats.
+func Wake(s *Store) WakeStats {
+	h := &s.wakes
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := WakeStats{Conns: len(h.conns), Channels: len(h.subs), Opened: h.opened.Load(), Woken: h.woken.Load()}
+	for _, sub := range h.subs {
+		if sub.live && sub.refs > 0 {
+			st.Live++
+		}
+	}
+	return st
+}
+
+// DropPublish makes the releases of s announce nothing while drop is true,
+// as if every wake-up were lost.
+func DropPublish(s *Store, drop bool) { s.dropPublish.Store(drop) }
+
+// SetWakeLinger sets how long a pub/sub connection of s stays open after
+// its last waiter left, for the connections opened from now on.
+func SetWakeLinger(s *Store, d time.Duration) {
+	s.wakes.mu.Lock()
+	s.wakes.linger = d
+	s.wakes.mu.Unlock()
+}
+
+// WakeChannel returns the pub/sub channel of key's lock.
+func WakeChannel(s *Store, key string) string { return s.lockKey(key) + freeSuffix }

@@ -17,9 +17,10 @@ import (
 )
 
 const (
-	// firstPoll is the first pause of a Lock that waits; it doubles up
-	// to Options.LockRetry. A lock is usually held for one call of the
-	// token endpoint, so the first tries come soon.
+	// firstPoll is the first pause of a Lock that waits without a
+	// subscription (not yet confirmed, or no pub/sub); it doubles up to
+	// Options.LockRetry. A lock is usually held for one call of the token
+	// endpoint, so the first tries come soon.
 	firstPoll = 2 * time.Millisecond
 
 	// maxRelease bounds the release of a lock by unlock, which must not
@@ -32,14 +33,18 @@ const (
 // is this very call retried by the client after its reply was lost, and
 // answering "taken" would make the caller wait for its own lease to expire.
 //
+// It returns {1, 0} if the caller holds the lock, and {0, PTTL} if another
+// does, so that a waiter knows when the lease would expire (-1: never, a
+// lock set by hand).
+//
 // KEYS[1]: lock key. ARGV[1]: owner. ARGV[2]: lease in milliseconds.
 var acquireScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, 0} end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  return {1, 0}
 end
-return 0
+return {0, redis.call('PTTL', KEYS[1])}
 `)
 
 // renewScript extends the lease if the lock still holds this owner, and
@@ -55,14 +60,19 @@ end
 return 0
 `)
 
-// releaseScript deletes the lock if it still holds this owner, and returns
-// 1; otherwise (the lease expired, maybe another process holds the lock
-// now) it changes nothing and returns 0.
+// releaseScript deletes the lock if it still holds this owner, announces
+// it on the lock's channel for the Locks that wait (with redis.pcall: a
+// Redis without the command, such as SPUBLISH before 7.0, still releases),
+// and returns 1; otherwise (the lease expired, maybe another process holds
+// the lock now) it changes nothing and returns 0.
 //
-// KEYS[1]: lock key. ARGV[1]: owner.
+// KEYS[1]: lock key. ARGV[1]: owner. ARGV[2]: "publish", "spublish" or ""
+// for none. ARGV[3]: the lock's channel.
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if ARGV[2] ~= '' then redis.pcall(ARGV[2], ARGV[3], '') end
+  return 1
 end
 return 0
 `)
@@ -88,9 +98,14 @@ func newOwner() string {
 // it returns an error wrapping ctx.Err(). If Redis fails, Lock returns its
 // error at once.
 //
+// A Lock that finds the lock held waits for the holder's release to be
+// announced on the lock's pub/sub channel, and tries again then; until its
+// subscription is confirmed, and where there is no pub/sub, it polls. See
+// the package documentation.
+//
 // The lock is a lease: a Redis string, set only if absent, holding a random
 // owner value and expiring after [Options.LockTTL]. While it is held a
-// goroutine renews it every LockTTL/3, if the lock still holds the owner.
+// timer renews it every LockTTL/3, if the lock still holds the owner.
 // unlock stops the renewal and deletes the lock if it still holds the
 // owner, within at most a second; if that fails, or if the process dies,
 // the lease expires by itself. A lease can also expire while its holder
@@ -107,74 +122,140 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, fmt.Errorf("redisstore: lock %s: %w", lk, err)
 	}
 	owner := newOwner()
+	ok, pttl, err := s.acquire(ctx, lk, owner)
+	if err == nil && !ok {
+		err = s.await(ctx, lk, owner, pttl)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.hold(ctx, key, lk, owner), nil
+}
+
+// TryLock implements [refresh.TryLocker]: it takes the lock of key, the
+// lease Lock takes, if no one holds it, with one run of the script Lock
+// runs, and returns nil, false and a nil error if someone does (this
+// process included: the lock is not reentrant). If Redis fails it returns
+// the error, wrapping ctx.Err() if ctx ended, and holds nothing.
+func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	lk := s.lockKey(key)
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("redisstore: lock %s: %w", lk, err)
+	}
+	owner := newOwner()
+	if ok, _, err := s.acquire(ctx, lk, owner); !ok || err != nil {
+		return nil, false, err
+	}
+	return s.hold(ctx, key, lk, owner), true, nil
+}
+
+// acquire runs acquireScript once: it reports whether owner now holds the
+// lock lk, and if not, when the holder's lease expires (PTTL: -1 for
+// never). If the script fails, the lock may have been taken although the
+// reply was lost: acquire gives it back rather than leave it until its
+// lease ends, and returns the error, or ctx's if ctx ended.
+func (s *Store) acquire(ctx context.Context, lk, owner string) (ok bool, pttl time.Duration, err error) {
 	ttl := strconv.FormatInt(s.ttl.Milliseconds(), 10)
-	wait := firstPoll
+	r, err := acquireScript.Run(ctx, s.client, []string{lk}, owner, ttl).Int64Slice()
+	if err == nil && len(r) != 2 {
+		err = fmt.Errorf("lock script answered %v", r)
+	}
+	if err != nil {
+		go s.release(lk, owner)
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return false, 0, fmt.Errorf("redisstore: lock %s: %w", lk, err)
+	}
+	return r[0] == 1, time.Duration(r[1]) * time.Millisecond, nil
+}
+
+// await waits until owner holds the lock lk, after a try that found it
+// held with pttl left of its lease, or until ctx ends. It tries again when
+// the lock's channel announces a release, when the lease is due to expire,
+// and every wakeFallback in case a wake-up was lost; while it has no
+// subscription confirmed (not yet, or no pub/sub), it polls as Lock used
+// to, every few milliseconds up to LockRetry.
+func (s *Store) await(ctx context.Context, lk, owner string, pttl time.Duration) error {
+	sub, wake, live := s.wakes.join(ctx, lk+freeSuffix)
+	defer s.wakes.leave(sub)
+	p := pacer{next: firstPoll, retry: s.retry}
+	t := time.NewTimer(p.pause(live, pttl))
+	defer t.Stop()
 	for {
-		n, err := acquireScript.Run(ctx, s.client, []string{lk}, owner, ttl).Int()
-		if err != nil {
-			// The lock may have been taken although the reply was lost:
-			// give it back rather than leave it until its lease ends.
-			go s.release(lk, owner)
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("redisstore: lock %s: %w", lk, ctx.Err())
-			}
-			return nil, fmt.Errorf("redisstore: lock %s: %w", lk, err)
-		}
-		if n == 1 {
-			return s.hold(ctx, key, lk, owner), nil
-		}
-		// Jitter: a pause drawn from [wait/2, wait*3/2), so that waiters
-		// do not poll in step; never below the floor, so that waiting
-		// never becomes a busy loop.
-		t := time.NewTimer(max(minLockRetry, wait/2+rand.N(wait)))
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("redisstore: lock %s: %w", lk, ctx.Err())
+			return fmt.Errorf("redisstore: lock %s: %w", lk, ctx.Err())
+		case <-wake:
 		case <-t.C:
 		}
-		wait = min(2*wait, s.retry)
+		wake, live = s.wakes.next(sub)
+		ok, pttl, err := s.acquire(ctx, lk, owner)
+		if ok || err != nil {
+			return err
+		}
+		t.Reset(p.pause(live, pttl))
 	}
 }
 
-// lease is a lock held by this process.
+// pacer draws the pauses of a waiting Lock.
+type pacer struct{ next, retry time.Duration }
+
+// pause returns how long to wait for a wake-up before trying again: with a
+// subscription confirmed (live), up to wakeFallback (or LockRetry, if
+// longer); without, the next of the pauses that double from firstPoll to
+// LockRetry. Jitter draws it from [d/2, d*3/2), so that waiters do not try
+// in step. It is never longer than the lease's pttl and a millisecond, and
+// never shorter than the floor, so that waiting never becomes a busy loop.
+func (p *pacer) pause(live bool, pttl time.Duration) time.Duration {
+	d := max(wakeFallback, p.retry)
+	if !live {
+		d, p.next = p.next, min(2*p.next, p.retry)
+	}
+	d = d/2 + rand.N(d)
+	if pttl >= 0 {
+		d = min(d, pttl+time.Millisecond)
+	}
+	return max(minLockRetry, d)
+}
+
+// lease is a lock held by this process. Its renewal is a timer, not a
+// goroutine: a goroutine runs only while a renewal does.
 type lease struct {
 	s                *Store
 	key, lk, owner   string
 	caller           context.Context    // Lock's, without its cancellation: for refresh.ReportStoreEvent
-	stop             context.CancelFunc // ends the renewal
+	ctx              context.Context    // ends at unlock, and with it a renewal in flight
+	stop             context.CancelFunc // ends ctx
 	stopped, lostOne atomic.Bool        // unlock was called; LeaseLost was called
+
+	mu    sync.Mutex  // orders the timer's Reset by a renewal and its Stop by unlock
+	timer *time.Timer // the next renewal; guarded by mu
 }
 
 // hold starts the renewal of a lock just taken, by a Lock called with
 // caller, and returns its unlock.
 func (s *Store) hold(caller context.Context, key, lk, owner string) (unlock func()) {
 	ctx, stop := context.WithCancel(context.Background())
-	l := &lease{s: s, key: key, lk: lk, owner: owner, caller: context.WithoutCancel(caller), stop: stop}
-	go l.renew(ctx)
+	l := &lease{s: s, key: key, lk: lk, owner: owner, caller: context.WithoutCancel(caller), ctx: ctx, stop: stop}
+	l.mu.Lock()
+	l.timer = time.AfterFunc(s.ttl/3, l.renew)
+	l.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(l.unlock) }
 }
 
-// renew extends the lease every third of its duration until ctx ends or
-// the lease is found lost. A renewal that fails (Redis unreachable) is
-// tried again at the next tick: the lease may still be valid by then.
-func (l *lease) renew(ctx context.Context) {
+// renew extends the lease, a third of its duration after the last
+// renewal started, until unlock or the lease is found lost. A renewal
+// that fails (Redis unreachable) is tried again at the next turn: the
+// lease may still be valid by then.
+func (l *lease) renew() {
 	every := l.s.ttl / 3
-	ttl := strconv.FormatInt(l.s.ttl.Milliseconds(), 10)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if l.s.renewPaused.Load() {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, every)
-		n, err := renewScript.Run(rctx, l.s.client, []string{l.lk}, l.owner, ttl).Int()
+	start := time.Now()
+	if !l.s.renewPaused.Load() {
+		ttl := strconv.FormatInt(l.s.ttl.Milliseconds(), 10)
+		ctx, cancel := context.WithTimeout(l.ctx, every)
+		n, err := renewScript.Run(ctx, l.s.client, []string{l.lk}, l.owner, ttl).Int()
 		cancel()
 		if err == nil && n == 0 {
 			if !l.stopped.Load() { // else unlock's release came first
@@ -183,13 +264,21 @@ func (l *lease) renew(ctx context.Context) {
 			return
 		}
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped.Load() {
+		l.timer.Reset(max(0, every-time.Since(start)))
+	}
 }
 
 // unlock stops the renewal and deletes the lock if it is still this
 // lease's. It does not wait for a renewal in flight: one that reaches Redis
 // after the delete finds another owner, or none, and changes nothing.
 func (l *lease) unlock() {
+	l.mu.Lock()
 	l.stopped.Store(true)
+	l.timer.Stop()
+	l.mu.Unlock()
 	l.stop()
 	if !l.s.release(l.lk, l.owner) {
 		l.lost()
@@ -216,6 +305,10 @@ func (l *lease) lost() {
 func (s *Store) release(lk, owner string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), min(maxRelease, s.ttl))
 	defer cancel()
-	n, err := releaseScript.Run(ctx, s.client, []string{lk}, owner).Int()
+	cmd := publish(s.client)
+	if s.dropPublish.Load() {
+		cmd = ""
+	}
+	n, err := releaseScript.Run(ctx, s.client, []string{lk}, owner, cmd, lk+freeSuffix).Int()
 	return err != nil || n == 1
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,7 +228,7 @@ func (r *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		start := time.Now()
 		err := next(ctx, cmd)
 		if c, ok := cmd.(*redis.Cmd); ok && (cmd.Name() == "evalsha" || cmd.Name() == "eval") {
-			if n, _ := c.Int(); err == nil && n == 1 {
+			if err == nil && answeredOne(c) {
 				r.mu.Lock()
 				r.runs = append(r.runs, [2]time.Time{start, time.Now()})
 				r.mu.Unlock()
@@ -235,6 +236,16 @@ func (r *scriptRuns) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return err
 	}
+}
+
+// answeredOne reports whether a script answered 1, or a list that starts
+// with 1 (the lock script: {1, 0} for taken).
+func answeredOne(c *redis.Cmd) bool {
+	if r, err := c.Int64Slice(); err == nil {
+		return len(r) > 0 && r[0] == 1
+	}
+	n, _ := c.Int()
+	return n == 1
 }
 
 func (r *scriptRuns) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -359,5 +370,24 @@ func TestLockRetryFloor(t *testing.T) {
 			t.Errorf("LockRetry %v: %d lock attempts in a wait of %v, want at most %d", retry, n, wait, most)
 		}
 		t.Logf("LockRetry %v: %d lock attempts in %v", retry, n, wait)
+	}
+}
+
+// TestHeldLocksNoGoroutine: a held lock costs a timer, not a goroutine
+// (its renewal runs on one only while it runs).
+func TestHeldLocksNoGoroutine(t *testing.T) {
+	c := testClient(t)
+	s := newStore(t, c, redisstore.Options{})
+	before := runtime.NumGoroutine()
+	var unlocks []func()
+	for i := range 100 {
+		unlocks = append(unlocks, lockWithin(t, s, fmt.Sprint("held-", i), 2*time.Second, "Lock"))
+	}
+	after := runtime.NumGoroutine()
+	for _, u := range unlocks {
+		u()
+	}
+	if after-before >= 50 {
+		t.Errorf("100 locks held: %d goroutines more than before, want a few at most", after-before)
 	}
 }

@@ -38,6 +38,7 @@ const (
 
 var (
 	_ refresh.Locker            = (*Store)(nil)
+	_ refresh.TryLocker         = (*Store)(nil)
 	_ refresh.CompareAndSwapper = (*Store)(nil)
 )
 
@@ -62,9 +63,15 @@ type Options struct {
 	LockTTL time.Duration
 
 	// LockRetry is about how often a Lock that waits behind another
-	// holder tries again: the pause starts at a few milliseconds and
-	// grows to LockRetry, with random jitter so that waiters spread out.
-	// Optional: zero means DefaultLockRetry (25 ms).
+	// holder tries again while it is not subscribed to the release of
+	// the lock (until the subscription is confirmed, or always where
+	// there is no pub/sub: see the package documentation): the pause
+	// starts at a few milliseconds and grows to LockRetry, with random
+	// jitter so that waiters spread out. A Lock that is subscribed tries
+	// when the release is announced, when the holder's lease is due to
+	// expire, and every half second or so (or LockRetry, if longer) in
+	// case an announcement was lost. Optional: zero means
+	// DefaultLockRetry (25 ms).
 	//
 	// It must be at least 1 ms, and no pause is shorter: each try is a
 	// round trip to Redis, and shorter pauses would turn a wait into a
@@ -83,8 +90,8 @@ type Options struct {
 }
 
 // Store is a [refresh.TokenStore] that keeps tokens in Redis. It also
-// implements [refresh.Locker], with leases that expire when their holder
-// dies, and [refresh.CompareAndSwapper]. See the package documentation for
+// implements [refresh.Locker] and [refresh.TryLocker], with leases that
+// expire when their holder dies, and [refresh.CompareAndSwapper]. See the package documentation for
 // the key layout and the guarantees.
 //
 // A Store is safe for concurrent use, and any number of processes may use
@@ -93,12 +100,16 @@ type Store struct {
 	client    redis.UniversalClient // shared with the caller; never closed by the store
 	prefix    string                // start of every key name
 	ttl       time.Duration         // lease of a lock
-	retry     time.Duration         // longest pause between two tries of a waiting Lock; at least minLockRetry
+	retry     time.Duration         // longest pause between two polls of a waiting Lock; at least minLockRetry
 	leaseLost func(key string)      // Options.LeaseLost; may be nil
 
+	wakes wakeHub // the waiting Locks and their pub/sub connections
+
 	// renewPaused makes lease renewals skip their turn, so that tests can
-	// let a held lease expire as in a paused process. Set only by tests.
-	renewPaused atomic.Bool
+	// let a held lease expire as in a paused process; dropPublish makes
+	// releases announce nothing, as if the wake-up were lost. Set only by
+	// tests.
+	renewPaused, dropPublish atomic.Bool
 }
 
 // New returns a Store over client, which the caller keeps owning (the store
@@ -118,6 +129,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		ttl:       opts.LockTTL,
 		retry:     opts.LockRetry,
 		leaseLost: opts.LeaseLost,
+		wakes:     wakeHub{client: client, linger: wakeLinger},
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
