@@ -49,10 +49,10 @@ func (s *Store) Lock(ctx context.Context, key string) (unlock func(), err error)
 		return nil, err
 	}
 	id := lockID(ns, key)
-	if err := s.takeSlot(ctx); err != nil {
+	if err := s.takeSlot(ctx, true); err != nil {
 		return nil, err
 	}
-	conn, err := s.tryLock(ctx, id)
+	conn, err := s.tryLock(ctx, "lock", id)
 	if err != nil || conn != nil {
 		return s.unlocker(conn, ns, id), err
 	}
@@ -69,10 +69,10 @@ func (s *Store) wait(ctx context.Context, ns string, id int64) (func(), error) {
 	delay := min(2*time.Millisecond, s.poll)
 	for {
 		listening := l.isListening()
-		if err := s.takeSlot(ctx); err != nil {
+		if err := s.takeSlot(ctx, true); err != nil {
 			return nil, err
 		}
-		conn, err := s.tryLock(ctx, id)
+		conn, err := s.tryLock(ctx, "lock", id)
 		if err != nil || conn != nil {
 			return s.unlocker(conn, ns, id), err
 		}
@@ -94,9 +94,41 @@ func (s *Store) wait(ctx context.Context, ns string, id int64) (func(), error) {
 	}
 }
 
+// TryLock implements [refresh.TryLocker]: one pg_try_advisory_lock of the
+// lock Lock takes. If another session (of this Store or any other) holds
+// it, TryLock returns nil, false and a nil error.
+//
+// If the Store already holds or is taking as many locks as it may
+// (MaxConns-1, see Lock), TryLock does not wait for one of them to end: it
+// returns an error, as it cannot tell whether the lock is free.
+func (s *Store) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
+	ns, err := s.namespace(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	id := lockID(ns, key)
+	if err := s.takeSlot(ctx, false); err != nil {
+		return nil, false, err
+	}
+	conn, err := s.tryLock(ctx, "try-lock", id)
+	if err != nil || conn == nil {
+		return nil, false, err
+	}
+	return s.unlocker(conn, ns, id), true, nil
+}
+
 // takeSlot takes one of the slots that bound the connections the Store's
-// locks hold, waiting for one until ctx ends.
-func (s *Store) takeSlot(ctx context.Context) error {
+// locks hold, waiting for one until ctx ends if wait is true, else
+// failing at once if none is free.
+func (s *Store) takeSlot(ctx context.Context, wait bool) error {
+	if !wait {
+		select {
+		case s.slots <- struct{}{}:
+			return nil
+		default:
+			return fmt.Errorf("pgstore: try-lock in %s: the store holds or is taking %d locks, all its pool allows", s.ident, cap(s.slots))
+		}
+	}
 	select {
 	case s.slots <- struct{}{}:
 		return nil
@@ -107,8 +139,9 @@ func (s *Store) takeSlot(ctx context.Context) error {
 
 // tryLock tries once to take the advisory lock id, with a slot the caller
 // took. If it does, it returns the connection that holds it, which keeps
-// the slot; otherwise it returns nil and gives the slot back.
-func (s *Store) tryLock(ctx context.Context, id int64) (*pgxpool.Conn, error) {
+// the slot; otherwise it returns nil and gives the slot back. op names the
+// operation in errors.
+func (s *Store) tryLock(ctx context.Context, op string, id int64) (*pgxpool.Conn, error) {
 	var (
 		conn *pgxpool.Conn
 		got  bool
@@ -132,9 +165,9 @@ func (s *Store) tryLock(ctx context.Context, id int64) (*pgxpool.Conn, error) {
 	case err != nil:
 		<-s.slots
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("pgstore: lock in %s: %w", s.ident, ctx.Err())
+			return nil, fmt.Errorf("pgstore: %s in %s: %w", op, s.ident, ctx.Err())
 		}
-		return nil, newError(ctx, "lock", s.ident, err)
+		return nil, newError(ctx, op, s.ident, err)
 	case !got:
 		conn.Release()
 		<-s.slots

@@ -27,6 +27,7 @@ var ErrNoTable = errors.New("table not found; create it with pgstore.Migrate")
 
 var (
 	_ refresh.Locker            = (*Store)(nil)
+	_ refresh.TryLocker         = (*Store)(nil)
 	_ refresh.CompareAndSwapper = (*Store)(nil)
 )
 
