@@ -61,6 +61,7 @@ type listener struct {
 	listening bool                           // LISTEN is in effect and a probe was heard
 	pid       uint32                         // the listening backend, when listening
 	sessions  int                            // connections that listened, for tests
+	failures  int                            // sessions that failed, for tests
 }
 
 // listener returns the Store's listener for the table ns, made on the
@@ -189,6 +190,9 @@ func (l *listener) run() {
 		if heard {
 			backoff = backoffMin
 		}
+		l.mu.Lock()
+		l.failures++
+		l.mu.Unlock()
 		time.Sleep(backoff/2 + rand.N(backoff/2+1))
 		if l.stopIfIdle() {
 			return
