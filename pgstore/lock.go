@@ -26,8 +26,8 @@ const unlockTimeout = 2 * time.Second
 //
 // Lock takes a connection from the pool for itself and keeps it, out of
 // the pool, until unlock: advisory locks belong to the session that took
-// them. unlock releases the lock, notifies the waiters of other Stores
-// (pg_notify) and returns the connection; if it cannot (the connection
+// them. unlock releases the lock, notifies its waiters, in every process
+// (pg_notify), and returns the connection; if it cannot (the connection
 // broke, the server does not answer within 2 seconds) it closes the
 // connection, and the server releases the lock when the session ends. If
 // the process dies, the server sees its connection close and releases the
