@@ -25,7 +25,7 @@ func TestConformance(t *testing.T) {
 }
 
 // TestSealedConformance runs the kit against the sealing wrapper over the
-// store: tokens encrypted in the table, with the store's lock and
+// store: tokens encrypted in the table, with the store's lock, try-lock and
 // compare-and-swap passed through.
 func TestSealedConformance(t *testing.T) {
 	key := sealed.Key{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")}
@@ -46,6 +46,9 @@ func TestSealedConformance(t *testing.T) {
 		}
 		if _, ok := w.(refresh.CompareAndSwapper); !ok {
 			t.Fatal("sealed store over pgstore is not a refresh.CompareAndSwapper")
+		}
+		if _, ok := w.(refresh.TryLocker); !ok {
+			t.Fatal("sealed store over pgstore is not a refresh.TryLocker")
 		}
 		return w
 	})

@@ -1,7 +1,8 @@
 // Package pgstore is a [refresh.TokenStore] that keeps tokens in a
 // PostgreSQL table, shared by every process and host that connects to the
 // database. It is a [refresh.Locker], so that of all those processes only
-// one refreshes a key at a time and the others adopt its token, and a
+// one refreshes a key at a time and the others adopt its token (and a
+// [refresh.TryLocker], whose lock is taken only if free), and a
 // [refresh.CompareAndSwapper], so that a process that lost its lock can
 // never overwrite a newer token.
 //
@@ -151,19 +152,25 @@
 //     holders always leave a connection for their Load and CompareAndSwap;
 //     [New] refuses a pool of fewer than 2 connections. A program that
 //     refreshes many keys at once should size MaxConns for it.
-//   - Lock waits by polling: it tries pg_try_advisory_lock, and while
-//     another session holds the lock, tries again after a pause that
-//     grows from 2 ms to [Options.LockPoll] (50 ms by default, 1 ms at
-//     least), without keeping a connection between tries. A blocking pg_advisory_lock
-//     would wake up at once, but when its context ends, pgx (by default)
-//     abandons the connection, and the abandoned server session would go
-//     on waiting and take the lock later, for nobody. Each try is a
-//     statement of microseconds, a try whose answer is lost closes its
-//     connection, and only the processes that refresh the same key poll.
+//   - Lock waits without keeping a connection: it tries
+//     pg_try_advisory_lock, and while another session holds the lock,
+//     waits for the holder's notification (see "Waking waiters" below)
+//     and tries again. A blocking pg_advisory_lock would wake up at once
+//     too, but when its context ends, pgx (by default) abandons the
+//     connection, and the abandoned server session would go on waiting
+//     and take the lock later, for nobody. Each try is a statement of
+//     microseconds, and a try whose answer is lost closes its connection.
+//   - A Store that has waited for a lock has one more connection, its
+//     listener's, outside the pool and its MaxConns (see below).
 //   - Advisory locks need real sessions: a pooler between the program and
 //     the server must give each client connection one server session
 //     (PgBouncer's session pooling, not transaction or statement pooling,
 //     where the lock and the unlock would run on different sessions).
+//
+// [Store.TryLock] is one pg_try_advisory_lock: the lock if it is free, or
+// false at once if any session holds it. It never waits, not even for a
+// lock slot: with MaxConns-1 locks of the Store held or being taken it
+// returns an error.
 //
 // A lock cannot expire while its holder's session is alive, even if the
 // process is stopped. A session can still be ended under a live holder:
@@ -174,6 +181,64 @@
 // CompareAndSwap against the token it read, which the other refresh
 // replaced, so it is refused with [refresh.ErrConflict] and the engine
 // adopts the stored token instead of overwriting it.
+//
+// # Waking waiters
+//
+// unlock runs SELECT pg_advisory_unlock(id) FROM pg_notify(channel, id):
+// the lock is free at once, and the notification goes out when the
+// statement commits, an instant later. The channel is the table's:
+// "pgstore_" and 32 hex digits of a hash of its schema and name as the
+// server resolves them, so that every Store of the table, in any process,
+// uses the same one. The payload is the lock id in decimal.
+//
+// Each Store has a listener: a goroutine, started by the first Lock that
+// has to wait, with a connection of its own that runs LISTEN on the
+// channel and then waits for notifications, and a table of the Store's
+// waiting Locks by lock id. A notification wakes the waiters of its id,
+// which try again; a payload that is not a lock id is ignored (anyone
+// allowed to connect may notify a channel; the worst they can do is make
+// waiters try more often). The listener counts as listening only once a
+// probe, a notification it sends through the pool as a holder would,
+// came back on its connection. A waiter registers with the listener
+// before its try, and relies on a notification only if the listener was
+// listening before that try: a notification sent after the try failed
+// then reaches it. Whenever the listener starts or stops listening it
+// wakes every waiter, as notifications may have been missed.
+//
+// While the listener listens, a waiter also tries again about once a
+// second ([Options.LockPoll] if longer), because some unlocks send no
+// notification: a holder whose session ends (its process died, its
+// connection broke) releases the lock with the session, and a process
+// running a release of pgstore from before notifications unlocks without
+// one; their waiters take the lock up to a second later. While the
+// listener does not listen (it is connecting, or reconnecting after its
+// connection failed, with a pause that grows from 100 ms to 10 s),
+// waiters poll as they always did, with pauses growing from 2 ms to
+// LockPoll.
+//
+// The listener's connection is made from the pool's configuration, with
+// its BeforeConnect and AfterConnect, but outside the pool: held by the
+// listener for good, a pooled connection would be missing for the locks
+// and statements MaxConns was sized for. So count one connection more
+// than MaxConns per Store whose Locks wait. Every second the listener
+// looks whether it has waiters; after 5 s without a notification while
+// it has some, it probes again (a connection can die without a word), and
+// after 10 s without any it closes its connection and stops, and the next
+// wait starts it again. A Store has no Close, as the pool is the
+// program's: the listener stops 10 to 20 s after the last wait ended,
+// also when the program closed the pool. idle_session_timeout ends the
+// listener's session too (it is idle between notifications); the listener
+// then connects again.
+//
+// Behind PgBouncer in transaction or statement pooling mode, LISTEN does
+// not work: it registers the server session that ran it, which PgBouncer
+// hands to other clients afterwards, so notifications reach whichever
+// client has that session, or no one. The listener's probe never comes
+// back there, so the listener never counts as listening, connects again
+// after each pause, up to every 10 s while Locks wait, and waiters poll
+// at LockPoll: a wait never depends on a notification that cannot come.
+// Advisory locks do not work in those modes in the first place (see
+// above): use session pooling, or connect the store's pool to the server.
 //
 // # Lost connections
 //

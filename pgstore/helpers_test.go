@@ -44,7 +44,7 @@ func dbURL() string {
 // ends. configure, if given, adjusts the pool's configuration first. If the
 // database cannot be reached the test is skipped, or fails when
 // REFRESH_REQUIRE_SERVICES=1.
-func testPool(t *testing.T, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
+func testPool(t testing.TB, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
 	url := redacted(dbURL())
 	cfg, err := pgxpool.ParseConfig(dbURL())
@@ -88,7 +88,7 @@ func maxConns(n int32) func(*pgxpool.Config) {
 // testSchema creates a schema with a random name for this test and drops
 // it, with everything in it, when the test ends. It uses connections of
 // its own, so that a test that breaks its pools still cleans up.
-func testSchema(t *testing.T) string {
+func testSchema(t testing.TB) string {
 	t.Helper()
 	testPool(t).Close() // skips or fails the test as testPool does
 	b := make([]byte, 6)
@@ -119,7 +119,7 @@ func testSchema(t *testing.T) string {
 
 // migrated creates the store's table in schema and returns a store over
 // pool.
-func migrated(t *testing.T, pool *pgxpool.Pool, opts pgstore.Options) *pgstore.Store {
+func migrated(t testing.TB, pool *pgxpool.Pool, opts pgstore.Options) *pgstore.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

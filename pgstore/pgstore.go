@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +27,7 @@ var ErrNoTable = errors.New("table not found; create it with pgstore.Migrate")
 
 var (
 	_ refresh.Locker            = (*Store)(nil)
+	_ refresh.TryLocker         = (*Store)(nil)
 	_ refresh.CompareAndSwapper = (*Store)(nil)
 )
 
@@ -47,9 +49,14 @@ type Options struct {
 	Table string
 
 	// LockPoll is the longest pause between two attempts to take a lock
-	// that another session holds (see [Store.Lock]). Optional: zero means
-	// 50 ms. Waiting starts with shorter pauses, so a lock released
-	// quickly is taken quickly.
+	// that another session holds (see [Store.Lock]) while the Store's
+	// listener does not listen for the holder's notification (it is
+	// starting, reconnecting, or cannot hear notifications at all).
+	// Optional: zero means 50 ms. Waiting then starts with shorter
+	// pauses, so a lock released quickly is taken quickly. While the
+	// listener listens, the unlock's notification wakes a waiter at once,
+	// and it tries again only once a second (or once per LockPoll, if
+	// longer) on its own.
 	//
 	// It must be at least 1 ms, and no pause is shorter: each attempt is
 	// a round trip to the server, and shorter pauses would turn a wait
@@ -134,8 +141,13 @@ type Store struct {
 	// The SQL of each operation, built once.
 	loadSQL, saveSQL, insertSQL, updateSQL string
 
-	mu     sync.Mutex // protects lockNS
-	lockNS string     // "schema\x00table" as resolved by the server; "" until known
+	silent atomic.Bool // tests: unlock sends no notification
+
+	mu         sync.Mutex    // protects the fields below
+	lockNS     string        // "schema\x00table" as resolved by the server; "" until known
+	lis        *listener     // made on the first wait for a lock
+	listenIdle time.Duration // the listener stops after this long without waiters
+	deaf       bool          // tests: the listener hears no notification
 }
 
 // New returns a Store that keeps tokens in the table named by opts, using
@@ -169,6 +181,8 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		poll:  poll,
 		tries: min(maxConns, 16) + 1,
 		slots: make(chan struct{}, maxConns-1),
+
+		listenIdle: listenIdle,
 
 		loadSQL: "SELECT key, " + cols + " FROM " + ident + " WHERE key = $1",
 		saveSQL: "INSERT INTO " + ident + " AS t (key, " + cols + ", version, updated_at)" +
