@@ -53,3 +53,24 @@ func TestSealedConformance(t *testing.T) {
 		return w
 	})
 }
+
+// TestLeaseLockerConformance runs the kit against refresh.LeaseLocker over
+// the store: the lease lock a backend with only Load, Save and
+// CompareAndSwap would have, here over a real database (pgstore's own lock
+// unused).
+func TestLeaseLockerConformance(t *testing.T) {
+	opts := pgstore.Options{Schema: testSchema(t)}
+	pool := testPool(t, maxConns(8))
+	migrated(t, pool, opts)
+	storetest.Run(t, func(t *testing.T) refresh.TokenStore {
+		s, err := pgstore.New(pool, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := refresh.NewLeaseLocker(s, refresh.LeaseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+}
