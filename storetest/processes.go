@@ -67,7 +67,7 @@ type ProcessOptions struct {
 //   - Storm: Processes × Goroutines share the token through four events,
 //     each of which must cost exactly one refresh among all the processes:
 //     the stored token has expired when they start; its successor says it
-//     lives one second, so it is refreshed while in use; then the API
+//     lives six seconds, so it is refreshed while in use; then the API
 //     refuses the newest access token twice (a storm of 401s). The next
 //     event comes only once every goroutine has been served with the
 //     token the last one brought. No request may fail, no reuse, four

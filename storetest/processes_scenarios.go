@@ -11,24 +11,30 @@ import (
 	"github.com/oauthkit/refresh/refreshtest"
 )
 
+// dueLifetime is the expires_in of the token the storm's first refresh
+// returns, in seconds: it is due at half of it. It leaves the processes
+// that wait for the lock to adopt it (a due refresh waits a second at most,
+// then cools down half a second) time to do so before it expires.
+const dueLifetime = 6
+
 // storm: see RunProcesses. Access tokens never expire on the server, and
 // say nothing of their lifetime, except the first refresh's, which says it
-// lives one second: so every refresh is one of the four events, and the
-// count is exact. The next event comes only once every goroutine has been
+// lives dueLifetime seconds: so every refresh is one of the four events,
+// and the count is exact. The next event comes only once every goroutine has been
 // served with the token the last one brought, so no request meets two
 // rotations (the engine follows a replaced token once per request, by
 // design), whatever the load of the machine.
 func storm(t *testing.T, k *kit) {
 	opts := refreshtest.Options{Lifetime: -1, Extra: func(_, pair int) map[string]any {
 		if pair == 1 {
-			return map[string]any{"expires_in": 1}
+			return map[string]any{"expires_in": dueLifetime}
 		}
 		return nil
 	}}
 	r := k.begin(t, opts, func(tok *oauth2.Token) { tok.Expiry = time.Now().Add(-time.Minute) })
 	n, g := k.opts.Processes, k.opts.Goroutines
 	ps := r.start(n, g, false)
-	r.awaitServed("the expired token, then its 1 s successor, replaced", 2, g, ps...)
+	r.awaitServed("the expired token, then its short-lived successor, replaced", 2, g, ps...)
 	r.srv.RevokeAccessTokens()
 	r.awaitServed("the refused token replaced", 3, g, ps...)
 	r.srv.RevokeAccessTokens()
