@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -81,9 +80,7 @@ func (r *scene) expectHeld() {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultOptions.watchdog)
-	defer cancel()
-	unlock, ok, err := tl.TryLock(ctx, refresh.DefaultKey)
+	unlock, ok, err := tl.TryLock(r.ctx(defaultOptions.watchdog), refresh.DefaultKey)
 	switch {
 	case err != nil:
 		r.t.Errorf("TryLock while the holder is stopped: %v", err)

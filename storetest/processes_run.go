@@ -46,9 +46,7 @@ func (k *kit) begin(t *testing.T, opts refreshtest.Options, adjust func(*oauth2.
 	if adjust != nil {
 		adjust(r.seed)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultOptions.watchdog)
-	defer cancel()
-	if err := s.Save(ctx, refresh.DefaultKey, r.seed); err != nil {
+	if err := s.Save(r.ctx(defaultOptions.watchdog), refresh.DefaultKey, r.seed); err != nil {
 		t.Fatalf("seeding the store: %v", err)
 	}
 	return r
@@ -73,6 +71,13 @@ func (r *scene) start(n, g int, pause bool) []*procs.Proc {
 		specs = append(specs, r.spec(g, pause))
 	}
 	return procs.StartAll(r.t, r.k.test, specs...)
+}
+
+// ctx returns a context that ends after d, or with the scenario.
+func (r *scene) ctx(d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	r.t.Cleanup(cancel)
+	return ctx
 }
 
 // current is the token the server issued last.
@@ -104,9 +109,7 @@ func (r *scene) awaitServed(what string, refreshes, g int, ps ...*procs.Proc) {
 // stored loads the key from the parent's store.
 func (r *scene) stored() *oauth2.Token {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), defaultOptions.watchdog)
-	defer cancel()
-	tok, err := r.store.Load(ctx, refresh.DefaultKey)
+	tok, err := r.store.Load(r.ctx(defaultOptions.watchdog), refresh.DefaultKey)
 	if err != nil {
 		r.t.Fatalf("Load: %v", err)
 	}
@@ -127,9 +130,7 @@ func (r *scene) expectStoredCurrent() {
 // lock can be taken: no exited or killed holder keeps it.
 func (r *scene) expectLockFree() {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), procs.Watchdog)
-	defer cancel()
-	unlock, err := r.store.Lock(ctx, refresh.DefaultKey)
+	unlock, err := r.store.Lock(r.ctx(procs.Watchdog), refresh.DefaultKey)
 	if err != nil {
 		r.t.Errorf("after the workers exited, Lock: %v (a holder that exited, or was killed, keeps the lock)", err)
 		return
@@ -197,6 +198,18 @@ func newServer(t *testing.T, opts refreshtest.Options) *server {
 	return s
 }
 
+// hangNext makes the next token request hang without being handled, as
+// if it never arrived, and returns a channel that gets its worker's ID.
+func (s *server) hangNext() <-chan string {
+	ch := make(chan string, 1)
+	s.mu.Lock()
+	s.hang = ch
+	s.mu.Unlock()
+	s.SetFaults(refreshtest.Faults{Rate: 1, Kind: refreshtest.FaultHang})
+	return ch
+}
+
+// record keeps ev, and lets hangNext know of the request it hangs.
 func (s *server) record(ev refreshtest.TokenEvent) {
 	s.mu.Lock()
 	s.events = append(s.events, ev)
@@ -209,17 +222,6 @@ func (s *server) record(ev refreshtest.TokenEvent) {
 		s.SetFaults(refreshtest.Faults{}) // the next requests pass
 		hang <- ev.Header.Get(procs.WorkerHeader)
 	}
-}
-
-// hangNext makes the next token request hang without being handled, as
-// if it never arrived, and returns a channel that gets its worker's ID.
-func (s *server) hangNext() <-chan string {
-	ch := make(chan string, 1)
-	s.mu.Lock()
-	s.hang = ch
-	s.mu.Unlock()
-	s.SetFaults(refreshtest.Faults{Rate: 1, Kind: refreshtest.FaultHang})
-	return ch
 }
 
 // lose records that the answer to worker's last granted refresh will never

@@ -81,15 +81,6 @@ func (p *pauser) Lock(ctx context.Context, key string) (func(), error) {
 	return unlock, err
 }
 
-func (p *pauser) tryLock(tl refresh.TryLocker, ctx context.Context, key string) (func(), bool, error) {
-	unlock, ok, err := tl.TryLock(ctx, key)
-	if ok {
-		p.out.line("locking")
-		p.out.line("locked")
-	}
-	return unlock, ok, err
-}
-
 func (p *pauser) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	if p.casNow {
 		return p.Locker.Save(ctx, key, tok)
@@ -97,53 +88,53 @@ func (p *pauser) Save(ctx context.Context, key string, tok *oauth2.Token) error 
 	return p.save(func() error { return p.Locker.Save(ctx, key, tok) })
 }
 
-func (p *pauser) compareAndSwap(c refresh.CompareAndSwapper, ctx context.Context, key string, old, new *oauth2.Token) error {
-	return p.save(func() error { return c.CompareAndSwap(ctx, key, old, new) })
-}
-
-// wrap returns p with the capabilities of the store it wraps.
+// wrap returns p with the capabilities of the store it wraps: each one
+// is a part that the wrapper types combine.
 func (p *pauser) wrap() refresh.Locker {
 	c, cas := p.Locker.(refresh.CompareAndSwapper)
 	tl, try := p.Locker.(refresh.TryLocker)
 	switch {
 	case cas && try:
-		return &pausedTryCAS{p, c, tl}
+		return &struct {
+			*pauser
+			casPart
+			tryPart
+		}{p, casPart{p, c}, tryPart{p, tl}}
 	case cas:
-		return &pausedCAS{p, c}
+		return &struct {
+			*pauser
+			casPart
+		}{p, casPart{p, c}}
 	case try:
-		return &pausedTry{p, tl}
+		return &struct {
+			*pauser
+			tryPart
+		}{p, tryPart{p, tl}}
 	}
 	return p
 }
 
-type pausedCAS struct {
-	*pauser
+// casPart pauses the store's CompareAndSwap.
+type casPart struct {
+	p *pauser
 	c refresh.CompareAndSwapper
 }
 
-func (w *pausedCAS) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
-	return w.compareAndSwap(w.c, ctx, key, old, new)
+func (w casPart) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
+	return w.p.save(func() error { return w.c.CompareAndSwap(ctx, key, old, new) })
 }
 
-type pausedTry struct {
-	*pauser
+// tryPart tells the parent about the locks TryLock takes.
+type tryPart struct {
+	p  *pauser
 	tl refresh.TryLocker
 }
 
-func (w *pausedTry) TryLock(ctx context.Context, key string) (func(), bool, error) {
-	return w.tryLock(w.tl, ctx, key)
-}
-
-type pausedTryCAS struct {
-	*pauser
-	c  refresh.CompareAndSwapper
-	tl refresh.TryLocker
-}
-
-func (w *pausedTryCAS) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
-	return w.compareAndSwap(w.c, ctx, key, old, new)
-}
-
-func (w *pausedTryCAS) TryLock(ctx context.Context, key string) (func(), bool, error) {
-	return w.tryLock(w.tl, ctx, key)
+func (w tryPart) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	unlock, ok, err := w.tl.TryLock(ctx, key)
+	if ok {
+		w.p.out.line("locking")
+		w.p.out.line("locked")
+	}
+	return unlock, ok, err
 }

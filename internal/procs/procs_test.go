@@ -53,7 +53,9 @@ func (saveOnlyLock) Lock(context.Context, string) (func(), error) { return func(
 
 type saveOnlyTry struct{ saveOnlyLock }
 
-func (saveOnlyTry) TryLock(context.Context, string) (func(), bool, error) { return func() {}, true, nil }
+func (saveOnlyTry) TryLock(context.Context, string) (func(), bool, error) {
+	return func() {}, true, nil
+}
 
 func TestWrapKeepsCapabilities(t *testing.T) {
 	mem := func() *refresh.MemoryStore { return new(refresh.MemoryStore) }

@@ -18,16 +18,17 @@ import (
 	"github.com/oauthkit/refresh"
 )
 
-// out writes protocol lines, one at a time.
+// out writes protocol lines, whole, one at a time.
 type out struct {
-	mu sync.Mutex
 	w  io.Writer
+	mu sync.Mutex // serializes the writes to w
 }
 
 func (o *out) line(format string, args ...any) {
+	b := fmt.Appendf([]byte(prefix), format+"\n", args...)
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	fmt.Fprintf(o.w, prefix+format+"\n", args...)
+	o.w.Write(b)
+	o.mu.Unlock()
 }
 
 // worker is the state of a worker process.
