@@ -95,12 +95,19 @@ type ProcessOptions struct {
 //     the token whose save was refused. The server keeps the refresh
 //     token here: with rotation, the stopped holder's refresh spent it,
 //     and the next refresh is a reuse whatever the store does.
+//   - FrozenPastLeaseRotating (idem): the same with the strict server,
+//     where the stopped holder's refresh spent the refresh token the store
+//     still holds. That loss no store can prevent either: the others'
+//     refresh is a reuse that revokes the family, and every process is
+//     told to log in again, without a loop.
 //
 // Each scenario also checks that the lock is free once the workers have
 // exited, and accounts for every reuse the server saw: a reuse of the
-// refresh token whose answer a killed holder never saved is a loss no
-// store can prevent, reported with t.Log; any other reuse means that two
-// processes spent one refresh token, and fails the scenario. A store that
+// refresh token whose successor a holder never saved, because the kit
+// killed it, or stopped it past its lock, between the server's answer and
+// its save, is a loss no store can prevent, reported with t.Log; any
+// other reuse means that two processes spent one refresh token, and fails
+// the scenario. A store that
 // is not a refresh.Locker fails at once: without a lock across processes,
 // they cannot share a rotating refresh token.
 //
@@ -165,7 +172,7 @@ func (k *kit) scenarios() []scenario {
 		s = append(s, scenario{"FrozenHolder", frozenHolder})
 	}
 	if k.opts.Lease > 0 || k.opts.BreakLock != nil {
-		s = append(s, scenario{"FrozenPastLease", frozenPastLease})
+		s = append(s, scenario{"FrozenPastLease", frozenPastLease}, scenario{"FrozenPastLeaseRotating", frozenPastLeaseRotating})
 	}
 	return s
 }

@@ -167,3 +167,54 @@ func (r *scene) expectOvertaken(p *procs.Proc, rep procs.Report, newer, unsaved 
 		t.Errorf("the stopped holder reported %d lost leases, want 1", n)
 	}
 }
+
+// frozenPastLeaseRotating: see RunProcesses.
+func frozenPastLeaseRotating(t *testing.T, k *kit) {
+	r := k.begin(t, refreshtest.Options{}, nil)
+	const g = 4
+	victim := r.start(1, g, true)[0]
+	r.srv.RevokeAccessTokens()
+	r.freezeInSave(victim)
+	unsaved := r.current()
+	r.srv.lose(victim.ID, "its holder was stopped past its lock between the server's answer and its save")
+	if k.opts.BreakLock != nil {
+		k.opts.BreakLock(t, r.ns)
+	}
+	others := r.start(2, g, false)
+	r.awaitReauth("the others told to log in again", others)
+	victim.Thaw(t)
+	victim.Resume(t)
+	all := append([]*procs.Proc{victim}, others...)
+	r.awaitReauth("the stopped holder, continued, told to log in again", all)
+
+	reps := procs.Finish(t, all...)
+	t.Logf("stopped holder %s: save %q", victim.ID, reps[0].Saved)
+	for i, rep := range reps[1:] {
+		r.expectNoLeaseLost(others[i], rep)
+	}
+	st := r.srv.Stats()
+	t.Logf("server: %d token requests, %d refreshes, %d reuses, %d families revoked", st.TokenRequests, st.Refreshes, st.Reuses, st.FamiliesRevoked)
+	// The holder's refresh; then at most one refused refresh per worker
+	// and per token the store held: no loop.
+	if most := 1 + 2*len(all); st.TokenRequests > most || st.FamiliesRevoked != 1 {
+		t.Errorf("token requests = %d, families revoked = %d; want at most %d, and 1", st.TokenRequests, st.FamiliesRevoked, most)
+	}
+	if got := r.stored(); !refresh.SameToken(got, r.seed) && !refresh.SameToken(got, unsaved) {
+		t.Errorf("the store holds %s: neither the first token %s nor the stopped holder's %s", fps(got), fps(r.seed), fps(unsaved))
+	}
+	r.end()
+}
+
+// awaitReauth waits until each of ps has had a request fail with
+// refresh.ErrReauthRequired.
+func (r *scene) awaitReauth(what string, ps []*procs.Proc) {
+	r.t.Helper()
+	procs.Await(r.t, what, func() bool {
+		for _, p := range ps {
+			if !p.State().Reauth {
+				return false
+			}
+		}
+		return true
+	}, ps...)
+}

@@ -41,7 +41,7 @@ func (k *kit) begin(t *testing.T, opts refreshtest.Options, adjust func(*oauth2.
 	if !ok {
 		t.Fatalf("the store (%T) is not a refresh.Locker: processes cannot share a rotating refresh token without a lock they all see", s)
 	}
-	r := &scene{t: t, k: k, ns: ns, store: l, srv: newServer(t, opts), seed: nil}
+	r := &scene{t: t, k: k, ns: ns, store: l, srv: newServer(t, opts)}
 	r.seed = r.srv.Token()
 	if adjust != nil {
 		adjust(r.seed)
@@ -73,7 +73,8 @@ func (r *scene) start(n, g int, pause bool) []*procs.Proc {
 	return procs.StartAll(r.t, r.k.test, specs...)
 }
 
-// ctx returns a context that ends after d, or with the scenario.
+// ctx returns a context that ends after d, or with the scenario; for
+// calls made once.
 func (r *scene) ctx(d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	r.t.Cleanup(cancel)
@@ -109,7 +110,9 @@ func (r *scene) awaitServed(what string, refreshes, g int, ps ...*procs.Proc) {
 // stored loads the key from the parent's store.
 func (r *scene) stored() *oauth2.Token {
 	r.t.Helper()
-	tok, err := r.store.Load(r.ctx(defaultOptions.watchdog), refresh.DefaultKey)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultOptions.watchdog)
+	defer cancel()
+	tok, err := r.store.Load(ctx, refresh.DefaultKey)
 	if err != nil {
 		r.t.Fatalf("Load: %v", err)
 	}

@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"slices"
 	"testing"
 	"time"
 
@@ -137,9 +136,7 @@ func killedBeforeSave(t *testing.T, k *kit) {
 	r.srv.lose(victim.ID, "its holder was killed between the server's answer and its save")
 	victim.Kill(t)
 	survivors := without(ps, victim)
-	procs.Await(t, "every survivor told to log in again", func() bool {
-		return !slices.ContainsFunc(survivors, func(p *procs.Proc) bool { return !p.State().Reauth })
-	}, survivors...)
+	r.awaitReauth("every survivor told to log in again", survivors)
 
 	for i, rep := range procs.Finish(t, survivors...) {
 		if rep.Reauth == 0 {

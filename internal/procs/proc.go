@@ -31,7 +31,6 @@ type Proc struct {
 	ready  bool
 	paused bool
 	saved  string
-	refuse bool
 	reauth bool
 	locks  [2]int            // Lock calls, and locks taken
 	served map[string]string // goroutine → fingerprint of its last 200
@@ -116,8 +115,6 @@ func (p *Proc) parse(line string) {
 		p.paused = true
 	case "saved":
 		p.saved = rest
-	case "refused":
-		p.refuse = true
 	case "locking":
 		p.locks[0]++
 	case "locked":
@@ -139,9 +136,9 @@ func (p *Proc) parse(line string) {
 
 // State is what the parent knows of a worker at one moment.
 type State struct {
-	Ready, Paused, Refused, Reauth bool
-	Saved                          string // the paused save's outcome once it returned
-	Ended                          bool   // the worker's output ended (it exited, or was killed)
+	Ready, Paused, Reauth bool
+	Saved                 string // the paused save's outcome once it returned
+	Ended                 bool   // the worker's output ended (it exited, or was killed)
 	// Waiting says that a Lock call has not returned; Locks counts the
 	// locks taken.
 	Waiting bool
@@ -152,7 +149,7 @@ type State struct {
 func (p *Proc) State() State {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return State{Ready: p.ready, Paused: p.paused, Refused: p.refuse, Reauth: p.reauth, Saved: p.saved, Ended: p.ended,
+	return State{Ready: p.ready, Paused: p.paused, Reauth: p.reauth, Saved: p.saved, Ended: p.ended,
 		Waiting: p.locks[0] > p.locks[1], Locks: p.locks[1]}
 }
 

@@ -106,12 +106,12 @@ func TestParse(t *testing.T) {
 	p := &Proc{ID: "w1", served: map[string]string{}}
 	for _, line := range []string{
 		"=== RUN TestX", prefix + "ready", prefix + "locking", prefix + "served 0 aa", prefix + "served 1 aa",
-		prefix + "paused", prefix + "saved error: store down", prefix + "reauth", prefix + "refused",
+		prefix + "paused", prefix + "saved error: store down", prefix + "reauth",
 		prefix + `report {"requests":3,"failures":1,"served":{"aa":2}}`,
 	} {
 		p.parse(line)
 	}
-	want := State{Ready: true, Paused: true, Refused: true, Reauth: true, Saved: "error: store down", Waiting: true}
+	want := State{Ready: true, Paused: true, Reauth: true, Saved: "error: store down", Waiting: true}
 	if got := p.State(); got != want {
 		t.Errorf("state %+v, want %+v", got, want)
 	}

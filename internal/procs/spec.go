@@ -21,7 +21,6 @@
 //	procs ready                the engine is up; requests start
 //	procs served <g> <fp>      goroutine g got a 200 with the access token
 //	                           of fingerprint fp, another one than before
-//	procs refused              the API answered 401, the first time
 //	procs locking              the engine calls the store's Lock
 //	procs locked               it holds the lock (after Lock or TryLock)
 //	procs reauth               a request failed with ErrReauthRequired, the

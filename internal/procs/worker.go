@@ -37,7 +37,7 @@ type worker struct {
 	out   *out
 	pause *pauser
 
-	refused, reauth atomic.Bool // their line was written
+	reauth atomic.Bool // its line was written
 
 	mu     sync.Mutex // protects the fields below
 	rep    Report
@@ -216,14 +216,9 @@ func (tr tracker) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
+	if resp.StatusCode == http.StatusOK {
 		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		tr.w.servedWith(r.Header.Get(goroutineHeader), refresh.Fingerprint(tok))
-	case http.StatusUnauthorized:
-		if tr.w.refused.CompareAndSwap(false, true) {
-			tr.w.out.line("refused")
-		}
 	}
 	return resp, nil
 }
