@@ -4,17 +4,11 @@ package storetest_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,15 +20,17 @@ import (
 	"github.com/oauthkit/refresh/storetest"
 )
 
-// testLease is the lease of leaseStore's lock.
-const testLease = time.Second
+// testLease is the lease of the refresh.LeaseLocker the tests use.
+const testLease = 2 * time.Second
 
-// TestRunProcessesLease runs the kit on a store whose lock is a lease, so
-// that FrozenPastLease runs in this module too: a correct store passes.
+// TestRunProcessesLease runs the kit on a filestore with a
+// refresh.LeaseLocker's lock, whose lease ends when its holder stops:
+// FrozenPastLease runs in this module too, and LeaseLocker is proven with
+// real processes.
 func TestRunProcessesLease(t *testing.T) {
 	storetest.RunProcesses(t, func(t *testing.T, ns storetest.Namespace) refresh.TokenStore {
 		return newLeaseStore(t, ns.Dir, false)
-	}, storetest.ProcessOptions{Lease: testLease, Processes: 4, Goroutines: 4})
+	}, storetest.ProcessOptions{Lease: testLease, ReportsLeaseLost: true, Processes: 4, Goroutines: 4})
 }
 
 // brokenEnv makes TestRunProcessesFails, run again, run the kit on the
@@ -85,7 +81,7 @@ func runBroken(t *testing.T, kind string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return &localLock{Store: s}
+			return &localLock{CompareAndSwapper: s}
 		case "blind-cas":
 			return newLeaseStore(t, ns.Dir, true)
 		}
@@ -95,10 +91,11 @@ func runBroken(t *testing.T, kind string) {
 	storetest.RunProcesses(t, newStore, storetest.ProcessOptions{Lease: testLease, Processes: 4, Goroutines: 4})
 }
 
-// localLock is a filestore whose lock excludes only the goroutines of one
-// process.
+// localLock is a store whose lock excludes only the goroutines of one
+// process. (It embeds the interface, so that no other method of the
+// filestore, such as its TryLock, is promoted.)
 type localLock struct {
-	*filestore.Store
+	refresh.CompareAndSwapper
 	mu sync.Mutex
 }
 
@@ -107,126 +104,26 @@ func (l *localLock) Lock(ctx context.Context, key string) (func(), error) {
 	return l.mu.Unlock, nil
 }
 
-// leaseStore is a filestore with a lock that is a lease: a file that names
-// its holder and the end of its lease, renewed every quarter of the lease
-// while held, changed only under a guard flock held for a moment. A
-// stopped holder keeps the lock until its lease ends. With blind set,
-// CompareAndSwap does not compare.
-type leaseStore struct {
-	*filestore.Store
-	dir   string
-	blind bool
-}
-
-func newLeaseStore(t *testing.T, dir string, blind bool) *leaseStore {
-	s, err := filestore.New(dir)
+// newLeaseStore is a filestore in dir with a refresh.LeaseLocker's lease
+// lock, whose CompareAndSwap does not compare if blind is set.
+func newLeaseStore(t *testing.T, dir string, blind bool) refresh.TokenStore {
+	fs, err := filestore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &leaseStore{Store: s, dir: dir, blind: blind}
-}
-
-func (s *leaseStore) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
-	if s.blind {
-		return s.Save(ctx, key, new)
-	}
-	return s.Store.CompareAndSwap(ctx, key, old, new)
-}
-
-func (s *leaseStore) Lock(ctx context.Context, key string) (func(), error) {
-	b := make([]byte, 8)
-	rand.Read(b)
-	owner := hex.EncodeToString(b)
-	for {
-		ok, err := s.take(owner)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("lease lock: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	stop := make(chan struct{})
-	go s.renew(owner, stop)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			s.guarded(func(held string, _ time.Time) (string, error) {
-				if held == owner {
-					return "", os.Remove(s.lease())
-				}
-				return "", nil
-			})
-		})
-	}, nil
-}
-
-// take takes the lease for owner if it is free or has ended.
-func (s *leaseStore) take(owner string) (bool, error) {
-	var ok bool
-	err := s.guarded(func(held string, until time.Time) (string, error) {
-		if held != "" && time.Now().Before(until) {
-			return "", nil
-		}
-		ok = true
-		return owner, nil
-	})
-	return ok, err
-}
-
-// renew extends owner's lease until stop is closed or the lease is lost.
-func (s *leaseStore) renew(owner string, stop <-chan struct{}) {
-	tick := time.NewTicker(testLease / 4)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		lost := false
-		s.guarded(func(held string, _ time.Time) (string, error) {
-			lost = held != owner
-			if lost {
-				return "", nil
-			}
-			return owner, nil
-		})
-		if lost {
-			return
-		}
-	}
-}
-
-func (s *leaseStore) lease() string { return filepath.Join(s.dir, "lease") }
-
-// guarded runs f under the guard with the lease's holder and end ("" if
-// none); if f returns an owner, the lease is written for it, from now.
-func (s *leaseStore) guarded(f func(held string, until time.Time) (string, error)) error {
-	g, err := os.OpenFile(filepath.Join(s.dir, "lease.guard"), os.O_CREATE|os.O_RDWR, 0o600)
+	l, err := refresh.NewLeaseLocker(fs, refresh.LeaseOptions{TTL: testLease})
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	defer g.Close()
-	if err := syscall.Flock(int(g.Fd()), syscall.LOCK_EX); err != nil {
-		return err
+	if blind {
+		return blindCAS{l}
 	}
-	var held string
-	var until time.Time
-	if b, err := os.ReadFile(s.lease()); err == nil {
-		h, ns, _ := strings.Cut(string(b), " ")
-		n, _ := strconv.ParseInt(ns, 10, 64)
-		held, until = h, time.Unix(0, n)
-	}
-	owner, err := f(held, until)
-	if err != nil || owner == "" {
-		return err
-	}
-	return os.WriteFile(s.lease(), fmt.Appendf(nil, "%s %d", owner, time.Now().Add(testLease).UnixNano()), 0o600)
+	return l
+}
+
+// blindCAS saves whatever the store holds.
+type blindCAS struct{ *refresh.LeaseLocker }
+
+func (b blindCAS) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
+	return b.Save(ctx, key, new)
 }
