@@ -20,9 +20,7 @@ const holdWindow = time.Second
 func frozenHolder(t *testing.T, k *kit) {
 	r := k.begin(t, refreshtest.Options{}, nil)
 	const g = 4
-	victim := r.start(1, g, true)[0]
-	r.srv.RevokeAccessTokens()
-	r.freezeInSave(victim)
+	victim := r.freezeVictim(g)
 	r.expectHeld()
 	others := r.start(2, g, false)
 	procs.Await(t, "the others waiting for the lock", func() bool {
@@ -66,11 +64,16 @@ func (r *scene) expectWaited(others []*procs.Proc) {
 	}
 }
 
-// freezeInSave waits until p pauses in its save, and stops it there.
-func (r *scene) freezeInSave(p *procs.Proc) {
+// freezeVictim starts a worker of g goroutines alone, makes it refresh
+// (the API refuses its token) and stops it (SIGSTOP) where its save of
+// the server's answer pauses, holding the lock.
+func (r *scene) freezeVictim(g int) *procs.Proc {
 	r.t.Helper()
+	p := r.start(1, g, true)[0]
+	r.srv.RevokeAccessTokens()
 	procs.First(r.t, "the holder paused in its save", func(s procs.State) bool { return s.Paused }, p)
 	p.Freeze(r.t)
+	return p
 }
 
 // expectHeld checks, if the store can tell, that someone holds the lock.
@@ -94,9 +97,7 @@ func (r *scene) expectHeld() {
 func frozenPastLease(t *testing.T, k *kit) {
 	r := k.begin(t, refreshtest.Options{Rotation: refreshtest.RotateSame}, nil)
 	const g = 4
-	victim := r.start(1, g, true)[0]
-	r.srv.RevokeAccessTokens()
-	r.freezeInSave(victim)
+	victim := r.freezeVictim(g)
 	unsaved := r.current() // the token only the stopped holder has
 	if got := r.stored(); !refresh.SameToken(got, r.seed) || refresh.SameToken(unsaved, r.seed) {
 		t.Fatalf("the holder stopped in its save: the store holds %s, the server's newest is %s; want the first token %s stored and a newer one issued",
@@ -172,9 +173,7 @@ func (r *scene) expectOvertaken(p *procs.Proc, rep procs.Report, newer, unsaved 
 func frozenPastLeaseRotating(t *testing.T, k *kit) {
 	r := k.begin(t, refreshtest.Options{}, nil)
 	const g = 4
-	victim := r.start(1, g, true)[0]
-	r.srv.RevokeAccessTokens()
-	r.freezeInSave(victim)
+	victim := r.freezeVictim(g)
 	unsaved := r.current()
 	r.srv.lose(victim.ID, "its holder was stopped past its lock between the server's answer and its save")
 	if k.opts.BreakLock != nil {
