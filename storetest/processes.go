@@ -35,7 +35,8 @@ type ProcessOptions struct {
 	// key with a TTL): a holder stopped for longer loses the lock. Give
 	// newStore a short lease (a second or two) so that the scenarios do
 	// not wait long. Zero means the lock is held for as long as the
-	// holder's process lives, even stopped.
+	// holder's process lives, even stopped. It selects the scenarios;
+	// nothing is timed by it.
 	Lease time.Duration
 
 	// BreakLock, if set, ends the lock that a stopped holder keeps, as the
@@ -45,9 +46,9 @@ type ProcessOptions struct {
 	BreakLock func(t *testing.T, ns Namespace)
 
 	// ReportsLeaseLost says that the store reports a lost lease with
-	// refresh.ReportStoreEvent (What "lease lost"), as redisstore does:
-	// the holder stopped past its lease must then report it exactly
-	// once, and no other process ever.
+	// refresh.ReportStoreEvent (Op "lock", What "lease lost"), as
+	// redisstore and refresh.LeaseLocker do: the holder stopped past its
+	// lease must then report it exactly once, and no other process ever.
 	ReportsLeaseLost bool
 
 	// Processes and Goroutines size the storm. Optional: zero means 8
@@ -102,7 +103,8 @@ type ProcessOptions struct {
 //     told to log in again, without a loop.
 //
 // Each scenario also checks that the lock is free once the workers have
-// exited, and accounts for every reuse the server saw: a reuse of the
+// exited (and, if the store is a refresh.TryLocker, the frozen ones that
+// TryLock finds the stopped holder's lock held), and accounts for every reuse the server saw: a reuse of the
 // refresh token whose successor a holder never saved, because the kit
 // killed it, or stopped it past its lock, between the server's answer and
 // its save, is a loss no store can prevent, reported with t.Log; any
