@@ -46,9 +46,10 @@ type ProcessOptions struct {
 	BreakLock func(t *testing.T, ns Namespace)
 
 	// ReportsLeaseLost says that the store reports a lost lease with
-	// refresh.ReportStoreEvent (Op "lock", What "lease lost"), as
-	// redisstore and refresh.LeaseLocker do: the holder stopped past its
-	// lease must then report it exactly once, and no other process ever.
+	// refresh.ReportStoreEvent (What "lease lost", from Lock's renewal or
+	// from unlock), as redisstore and refresh.LeaseLocker do: the holder
+	// stopped past its lease must then report it exactly once, and no
+	// other process ever.
 	ReportsLeaseLost bool
 
 	// Processes and Goroutines size the storm. Optional: zero means 8

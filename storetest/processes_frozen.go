@@ -164,7 +164,7 @@ func (r *scene) expectOvertaken(p *procs.Proc, rep procs.Report, newer, unsaved 
 	if n := rep.Served[refresh.Fingerprint(unsaved.AccessToken)]; n != 0 {
 		t.Errorf("the API accepted %d requests of the stopped holder with the token whose save was refused", n)
 	}
-	if n := rep.StoreEvents[leaseLost]; r.k.opts.ReportsLeaseLost && n != 1 {
+	if n := leasesLost(rep); r.k.opts.ReportsLeaseLost && n != 1 {
 		t.Errorf("the stopped holder reported %d lost leases, want 1", n)
 	}
 }
