@@ -94,8 +94,14 @@ func (r *scene) awaitServed(what string, refreshes, g int, ps ...*procs.Proc) {
 		if bad, _ := r.srv.reuses(); len(bad) > 0 {
 			r.t.Fatalf("%s: %s", what, bad[0])
 		}
+		// The count first: once it is reached, the newest token is the
+		// one its last refresh issued (read the other way round, a
+		// refresh in between would pass with the token it replaced).
+		if r.srv.Stats().Refreshes < refreshes {
+			return false
+		}
 		cur := r.current()
-		if r.srv.Stats().Refreshes < refreshes || cur == nil {
+		if cur == nil {
 			return false
 		}
 		fp := refresh.Fingerprint(cur.AccessToken)

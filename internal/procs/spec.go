@@ -124,8 +124,9 @@ type Report struct {
 	// StoreEvents counts what the store reported to the engine
 	// (refresh.EventStore), by "<op>: <what>".
 	StoreEvents map[string]int64 `json:"store_events"`
-	// Flights counts the engine's refresh flights by "<trigger> →
-	// <outcome>" (refresh.EventRefresh).
+	// Flights counts the engine's other events: refresh flights and
+	// adoptions by "<kind> <trigger> → <outcome>" ("refresh due →
+	// refreshed"), resends and pauses by kind.
 	Flights map[string]int64 `json:"flights"`
 }
 

@@ -187,10 +187,12 @@ func (w *worker) event(ev refresh.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch ev.Kind {
-	case refresh.EventRefresh:
-		w.rep.Flights[ev.Trigger.String()+" → "+ev.Outcome.String()]++
 	case refresh.EventStore:
 		w.rep.StoreEvents[ev.Store.Op+": "+ev.Store.What]++
+	case refresh.EventResend:
+		w.rep.Flights[ev.Kind.String()]++
+	default:
+		w.rep.Flights[ev.Kind.String()+" "+ev.Trigger.String()+" → "+ev.Outcome.String()]++
 	}
 }
 
