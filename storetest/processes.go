@@ -126,7 +126,7 @@ type ProcessOptions struct {
 // (workers exit without running cleanups): remove the backend there.
 //
 // RunProcesses is skipped with -short, and on platforms without SIGSTOP.
-// It takes 15 to 30 seconds on a small machine; it judges by counts,
+// It takes 10 to 30 seconds on a small machine; it judges by counts,
 // never by how long anything took.
 func RunProcesses(t *testing.T, newStore func(t *testing.T, ns Namespace) refresh.TokenStore, opts ProcessOptions) {
 	t.Helper()

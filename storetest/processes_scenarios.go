@@ -41,15 +41,15 @@ func storm(t *testing.T, k *kit) {
 
 	reps := procs.Finish(t, ps...)
 	requests := r.expectServedAll(ps, reps)
-	flights := map[string]int64{}
+	events := map[string]int64{}
 	for _, rep := range reps {
 		for f, c := range rep.Flights {
-			flights[f] += c
+			events[f] += c
 		}
 	}
 	st := r.srv.Stats()
-	t.Logf("%d processes × %d goroutines: %d requests, refresh flights %v; server: %d token requests, %d refreshes, %d rotations, %d reuses, %d 401s",
-		n, g, requests, flights, st.TokenRequests, st.Refreshes, st.Rotations, st.Reuses, st.Served401)
+	t.Logf("%d processes × %d goroutines: %d requests, engine events %v; server: %d token requests, %d refreshes, %d rotations, %d reuses, %d 401s",
+		n, g, requests, events, st.TokenRequests, st.Refreshes, st.Rotations, st.Reuses, st.Served401)
 	if st.Reuses != 0 || st.TokenRequests != st.Rotations || st.Refreshes != st.Rotations {
 		t.Errorf("reuses = %d, token requests = %d, refreshes = %d, rotations = %d: want no reuse, and every token request one rotation",
 			st.Reuses, st.TokenRequests, st.Refreshes, st.Rotations)
