@@ -18,16 +18,12 @@ import (
 )
 
 // roleEnv makes the test binary a helper process: "locker" (holds a lock
-// until killed) or "worker" (an engine sending requests; see
-// crossproc_test.go).
+// until killed).
 const roleEnv = "PGSTORE_TEST_ROLE"
 
 func TestMain(m *testing.M) {
-	switch os.Getenv(roleEnv) {
-	case "locker":
+	if os.Getenv(roleEnv) == "locker" {
 		os.Exit(lockerMain())
-	case "worker":
-		os.Exit(workerMain())
 	}
 	os.Exit(m.Run())
 }
