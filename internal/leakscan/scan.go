@@ -24,7 +24,6 @@ var patterns = []*regexp.Regexp{
 	regexp.MustCompile(`refreshtest-secret/\+= &`),               // refreshtest.DefaultClientSecret
 	regexp.MustCompile(`\b(at|rt)-[0-9]+-secretvalue\b`),         // the root package's authServer
 	regexp.MustCompile(`client-secret-value`),
-	regexp.MustCompile(`\b(at|rt)-[0-9]+-(x7|y8|q3|w9)\b`), // internal/crossproc, the demo
 }
 
 // A Scanner finds secrets in lines of text.
