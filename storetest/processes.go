@@ -104,15 +104,15 @@ type ProcessOptions struct {
 //     told to log in again, without a loop.
 //
 // Each scenario also checks that the lock is free once the workers have
-// exited (and, if the store is a refresh.TryLocker, the frozen ones that
-// TryLock finds the stopped holder's lock held), and accounts for every reuse the server saw: a reuse of the
-// refresh token whose successor a holder never saved, because the kit
-// killed it, or stopped it past its lock, between the server's answer and
-// its save, is a loss no store can prevent, reported with t.Log; any
-// other reuse means that two processes spent one refresh token, and fails
-// the scenario. A store that
-// is not a refresh.Locker fails at once: without a lock across processes,
-// they cannot share a rotating refresh token.
+// exited (and, if the store is a refresh.TryLocker, the frozen ones check
+// that TryLock finds the stopped holder's lock held), and accounts for
+// every reuse the server saw: a reuse of the refresh token whose successor
+// a holder never saved, because the kit killed it, or stopped it past its
+// lock, between the server's answer and its save, is a loss no store can
+// prevent, reported with t.Log; any other reuse means that two processes
+// spent one refresh token, and fails the scenario. A store that is not a
+// refresh.Locker fails at once: without a lock across processes, they
+// cannot share a rotating refresh token.
 //
 // The workers are the test binary itself, started with -test.run set to
 // exactly the calling test and an environment variable that makes

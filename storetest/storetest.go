@@ -81,6 +81,22 @@
 // The example "wrapping" of [refresh.MemoryStore] shows the first way and
 // the trap.
 //
+// # Real processes
+//
+// [RunProcesses] proves a store with real OS processes (the test binary
+// re-executed as workers, each with its own engine over the store) and a
+// strict server: a storm of 401s, a holder killed (SIGKILL) while it holds
+// the lock, a holder stopped (SIGSTOP) past its lease. It counts refreshes,
+// rotations and reuses on the server's side, and tells the losses no store
+// can prevent (a holder killed or frozen past its lease between the
+// server's answer and its save) from the store's own faults:
+//
+//	func TestMyStoreProcesses(t *testing.T) {
+//		storetest.RunProcesses(t, func(t *testing.T, ns storetest.Namespace) refresh.TokenStore {
+//			return mystore.New(ns.Name) // the same backend in every process
+//		}, storetest.ProcessOptions{})
+//	}
+//
 // # Fault injection
 //
 // [Faults] wraps any store (keeping exactly its capabilities) and injects
