@@ -259,7 +259,7 @@ func (l *LeaseLocker) try(ctx context.Context, key string, seen *sighting) (unlo
 		}
 	}
 	h := l.newHold(key, name)
-	switch err := l.store.CompareAndSwap(ctx, name, cur, h.rec); {
+	switch err := l.swap(ctx, name, cur, h.rec); {
 	case errors.Is(err, ErrConflict):
 		return nil, 0, nil // another process took it first, or renewed it
 	case err != nil:

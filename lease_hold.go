@@ -55,6 +55,15 @@ func leaseLeft(rec *oauth2.Token, now time.Time) time.Duration {
 	return rec.Expiry.Sub(now)
 }
 
+// swap is the store's CompareAndSwap, with a panic of the store turned
+// into an error (wrapping [ErrPanic]) whose outcome is unknown, as a lost
+// reply's: the renewal runs on a goroutine of its own, where a panic would
+// end the program.
+func (l *LeaseLocker) swap(ctx context.Context, name string, old, new *oauth2.Token) (err error) {
+	defer recovered(&err, "store CompareAndSwap")
+	return l.store.CompareAndSwap(ctx, name, old, new)
+}
+
 // hold is a lease this process holds, or tries to take.
 type hold struct {
 	l         *LeaseLocker
@@ -125,7 +134,7 @@ func (h *hold) write(ctx context.Context, kind string, until time.Time) (lost bo
 	}
 	next := h.l.record(kind, until)
 	for _, from := range append([]*oauth2.Token{h.rec}, h.maybe...) {
-		err := h.l.store.CompareAndSwap(ctx, h.name, from, next)
+		err := h.l.swap(ctx, h.name, from, next)
 		switch {
 		case err == nil:
 			h.rec, h.maybe = next, nil

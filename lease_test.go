@@ -394,3 +394,42 @@ func TestLeaseLockerUnknownRenewals(t *testing.T) {
 		u()
 	}
 }
+
+// TestLeaseLockerStorePanics: a store that panics in a renewal, in the
+// give-back or in the take does not end the program (the renewal and the
+// give-back run on goroutines of their own); the lease is kept, or given
+// back, or expires, and a panicking take is an error wrapping ErrPanic.
+func TestLeaseLockerStorePanics(t *testing.T) {
+	var shared refresh.MemoryStore
+	var f storetest.Faults
+	o := refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
+	a := newLeaseLocker(t, f.Wrap(&shared).(refresh.CompareAndSwapper), o)
+	b := newLeaseLocker(t, &shared, o)
+	unlock, err := a.Lock(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Script(
+		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic, Key: "~lease~k"},
+		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanicAfter, Key: "~lease~k"},
+	)
+	for f.Pending() > 0 { // both renewals panicked
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok, err := b.TryLock(t.Context(), "k"); ok || err != nil {
+		t.Errorf("TryLock after renewals that panicked: got %v, %v; want not ok (a still holds it)", ok, err)
+	}
+	f.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanicAfter, Key: "~lease~k"})
+	unlock() // its give-back panics after it was done
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	u, err := b.Lock(ctx, "k")
+	if err != nil {
+		t.Fatalf("Lock after a give-back that panicked: %v", err)
+	}
+	u()
+	f.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic, Key: "~lease~k"})
+	if _, err := a.Lock(t.Context(), "k"); !errors.Is(err, refresh.ErrPanic) {
+		t.Errorf("Lock whose take panicked: got %v, want an error wrapping ErrPanic", err)
+	}
+}
