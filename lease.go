@@ -172,7 +172,7 @@ func (l *LeaseLocker) Lock(ctx context.Context, key string) (unlock func(), err 
 		// becomes a busy loop.
 		pause := max(minLeasePoll, min(wait/2+rand.N(wait), until))
 		if seen.local {
-			pause = until // this process holds it: its unlock wakes us
+			pause = max(minLeasePoll, until) // this process holds it: its unlock wakes us
 		}
 		t := time.NewTimer(pause)
 		select {
@@ -245,6 +245,7 @@ func (l *LeaseLocker) try(ctx context.Context, key string, seen *sighting) (unlo
 	if err := ctx.Err(); err != nil {
 		return nil, 0, fmt.Errorf("refresh: lease lock: %w", err)
 	}
+	seen.local = false
 	name := leaseName(key)
 	cur, err := l.store.Load(ctx, name)
 	switch {
