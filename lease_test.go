@@ -53,6 +53,39 @@ func TestLeaseLockerConformance(t *testing.T) {
 	})
 }
 
+// shortLease makes a lease that a holder which cannot renew loses soon.
+var shortLease = refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
+
+// faultyLeaseLocker is a LeaseLocker over s, with f's faults injected into
+// its store calls.
+func faultyLeaseLocker(t *testing.T, f *storetest.Faults, s refresh.CompareAndSwapper, o refresh.LeaseOptions) *refresh.LeaseLocker {
+	t.Helper()
+	return newLeaseLocker(t, f.Wrap(s).(refresh.CompareAndSwapper), o)
+}
+
+// wantHeld fails the test unless TryLock of key through l finds it held.
+func wantHeld(t *testing.T, l *refresh.LeaseLocker, key, when string) {
+	t.Helper()
+	if u, ok, err := l.TryLock(t.Context(), key); ok || err != nil {
+		t.Errorf("TryLock %s: got %v, %v; want not ok", when, ok, err)
+		if ok {
+			u()
+		}
+	}
+}
+
+// wantFree fails the test unless TryLock of key through l takes it; it
+// gives the lock back.
+func wantFree(t *testing.T, l *refresh.LeaseLocker, key, when string) {
+	t.Helper()
+	u, ok, err := l.TryLock(t.Context(), key)
+	if !ok || err != nil {
+		t.Errorf("TryLock %s: got %v, %v; want the lock", when, ok, err)
+		return
+	}
+	u()
+}
+
 // twoLockers sends each call to one of two LeaseLockers over one store, in
 // turn, as calls from two processes would be.
 type twoLockers struct{ a, b *refresh.LeaseLocker }
@@ -181,8 +214,8 @@ func cutRenewals(f *storetest.Faults, key string) {
 func TestLeaseLockerLostLease(t *testing.T) {
 	var shared refresh.MemoryStore
 	var fa storetest.Faults
-	o := refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
-	a := newLeaseLocker(t, fa.Wrap(&shared).(refresh.CompareAndSwapper), o)
+	o := shortLease
+	a := faultyLeaseLocker(t, &fa, &shared, o)
 	b, c := newLeaseLocker(t, &shared, o), newLeaseLocker(t, &shared, o)
 
 	unlockA, err := a.Lock(t.Context(), "k")
@@ -198,15 +231,9 @@ func TestLeaseLockerLostLease(t *testing.T) {
 	}
 	fa.Clear()
 	unlockA() // late: b holds the lease now
-	if _, ok, err := c.TryLock(t.Context(), "k"); ok || err != nil {
-		t.Errorf("TryLock after the old holder's late unlock: got %v, %v; want not ok (b holds it)", ok, err)
-	}
+	wantHeld(t, c, "k", "after the old holder's late unlock (b holds it)")
 	unlockB()
-	if u, ok, err := c.TryLock(t.Context(), "k"); !ok || err != nil {
-		t.Errorf("TryLock after b's unlock: got %v, %v; want the lock", ok, err)
-	} else {
-		u()
-	}
+	wantFree(t, c, "k", "after b's unlock")
 }
 
 // TestLeaseLockerLostReply: a take whose reply was lost (the store swapped,
@@ -214,7 +241,7 @@ func TestLeaseLockerLostLease(t *testing.T) {
 func TestLeaseLockerLostReply(t *testing.T) {
 	var m refresh.MemoryStore
 	var f storetest.Faults
-	l := newLeaseLocker(t, f.Wrap(&m).(refresh.CompareAndSwapper), refresh.LeaseOptions{})
+	l := faultyLeaseLocker(t, &f, &m, refresh.LeaseOptions{})
 	f.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultErrorAfter, Key: "~lease~k"})
 	if _, err := l.Lock(t.Context(), "k"); !errors.Is(err, storetest.ErrInjected) {
 		t.Fatalf("Lock whose swap failed after it was done: got %v, want ErrInjected", err)
@@ -234,7 +261,7 @@ func TestLeaseLockerLostReply(t *testing.T) {
 func TestLeaseLockerWakesLocalWaiters(t *testing.T) {
 	var m refresh.MemoryStore
 	var f storetest.Faults
-	l := newLeaseLocker(t, f.Wrap(&m).(refresh.CompareAndSwapper), refresh.LeaseOptions{Poll: 2 * time.Millisecond})
+	l := faultyLeaseLocker(t, &f, &m, refresh.LeaseOptions{Poll: 2 * time.Millisecond})
 	unlock, err := l.Lock(t.Context(), "k")
 	if err != nil {
 		t.Fatal(err)
@@ -316,12 +343,12 @@ func TestLeaseLockerLeaseLostEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fa storetest.Faults
-	o := refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
+	o := shortLease
 	var mu sync.Mutex
 	var lost int
 	e, err := refresh.New(refresh.Config{
 		OAuth2: srv.Config(),
-		Store:  newLeaseLocker(t, fa.Wrap(&shared).(refresh.CompareAndSwapper), o),
+		Store:  faultyLeaseLocker(t, &fa, &shared, o),
 		OnEvent: func(ev refresh.Event) {
 			if ev.Kind == refresh.EventStore && ev.Store.What == "lease lost" {
 				mu.Lock()
@@ -364,8 +391,8 @@ func TestLeaseLockerLeaseLostEvent(t *testing.T) {
 func TestLeaseLockerUnknownRenewals(t *testing.T) {
 	var shared refresh.MemoryStore
 	var f storetest.Faults
-	o := refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
-	a := newLeaseLocker(t, f.Wrap(&shared).(refresh.CompareAndSwapper), o)
+	o := shortLease
+	a := faultyLeaseLocker(t, &f, &shared, o)
 	b := newLeaseLocker(t, &shared, o)
 	unlock, err := a.Lock(t.Context(), "k")
 	if err != nil {
@@ -384,15 +411,9 @@ func TestLeaseLockerUnknownRenewals(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, ok, err := b.TryLock(t.Context(), "k"); ok || err != nil {
-		t.Errorf("TryLock while a holds the lease: got %v, %v; want not ok", ok, err)
-	}
+	wantHeld(t, b, "k", "while a holds the lease")
 	unlock()
-	if u, ok, err := b.TryLock(t.Context(), "k"); !ok || err != nil {
-		t.Errorf("TryLock after a's unlock: got %v, %v; want the lock", ok, err)
-	} else {
-		u()
-	}
+	wantFree(t, b, "k", "after a's unlock")
 }
 
 // TestLeaseLockerStorePanics: a store that panics in a renewal, in the
@@ -402,8 +423,8 @@ func TestLeaseLockerUnknownRenewals(t *testing.T) {
 func TestLeaseLockerStorePanics(t *testing.T) {
 	var shared refresh.MemoryStore
 	var f storetest.Faults
-	o := refresh.LeaseOptions{TTL: 60 * time.Millisecond, Poll: 5 * time.Millisecond}
-	a := newLeaseLocker(t, f.Wrap(&shared).(refresh.CompareAndSwapper), o)
+	o := shortLease
+	a := faultyLeaseLocker(t, &f, &shared, o)
 	b := newLeaseLocker(t, &shared, o)
 	unlock, err := a.Lock(t.Context(), "k")
 	if err != nil {
@@ -416,9 +437,7 @@ func TestLeaseLockerStorePanics(t *testing.T) {
 	for f.Pending() > 0 { // both renewals panicked
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, ok, err := b.TryLock(t.Context(), "k"); ok || err != nil {
-		t.Errorf("TryLock after renewals that panicked: got %v, %v; want not ok (a still holds it)", ok, err)
-	}
+	wantHeld(t, b, "k", "after renewals that panicked (a still holds it)")
 	f.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanicAfter, Key: "~lease~k"})
 	unlock() // its give-back panics after it was done
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

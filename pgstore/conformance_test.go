@@ -12,16 +12,7 @@ import (
 // TestConformance runs the store conformance kit, locks and
 // compare-and-swap included, against a table in a schema of its own.
 func TestConformance(t *testing.T) {
-	opts := pgstore.Options{Schema: testSchema(t)}
-	pool := testPool(t, maxConns(8))
-	migrated(t, pool, opts)
-	storetest.Run(t, func(t *testing.T) refresh.TokenStore {
-		s, err := pgstore.New(pool, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	runConformance(t, func(t *testing.T, s *pgstore.Store) refresh.TokenStore { return s })
 }
 
 // TestSealedConformance runs the kit against the sealing wrapper over the
@@ -29,14 +20,7 @@ func TestConformance(t *testing.T) {
 // compare-and-swap passed through.
 func TestSealedConformance(t *testing.T) {
 	key := sealed.Key{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")}
-	opts := pgstore.Options{Schema: testSchema(t)}
-	pool := testPool(t, maxConns(8))
-	migrated(t, pool, opts)
-	storetest.Run(t, func(t *testing.T) refresh.TokenStore {
-		s, err := pgstore.New(pool, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
+	runConformance(t, func(t *testing.T, s *pgstore.Store) refresh.TokenStore {
 		w, err := sealed.New(s, key)
 		if err != nil {
 			t.Fatal(err)
@@ -59,6 +43,18 @@ func TestSealedConformance(t *testing.T) {
 // CompareAndSwap would have, here over a real database (pgstore's own lock
 // unused).
 func TestLeaseLockerConformance(t *testing.T) {
+	runConformance(t, func(t *testing.T, s *pgstore.Store) refresh.TokenStore {
+		l, err := refresh.NewLeaseLocker(s, refresh.LeaseOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+}
+
+// runConformance runs storetest over what wrap makes of a new Store, for
+// each subtest, over one migrated table in a schema of its own.
+func runConformance(t *testing.T, wrap func(t *testing.T, s *pgstore.Store) refresh.TokenStore) {
 	opts := pgstore.Options{Schema: testSchema(t)}
 	pool := testPool(t, maxConns(8))
 	migrated(t, pool, opts)
@@ -67,10 +63,6 @@ func TestLeaseLockerConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := refresh.NewLeaseLocker(s, refresh.LeaseOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
+		return wrap(t, s)
 	})
 }
