@@ -86,6 +86,28 @@ func wantFree(t *testing.T, l *refresh.LeaseLocker, key, when string) {
 	u()
 }
 
+// leaseHolder is a LeaseLocker a, with faults f injected into its store
+// calls, that holds the short lease of "k" (unlock gives it back), and a
+// peer b over the same store, as in another process.
+type leaseHolder struct {
+	f      storetest.Faults
+	shared refresh.MemoryStore
+	a, b   *refresh.LeaseLocker
+	unlock func()
+}
+
+func newLeaseHolder(t *testing.T) *leaseHolder {
+	t.Helper()
+	h := new(leaseHolder)
+	h.a = faultyLeaseLocker(t, &h.f, &h.shared, shortLease)
+	h.b = newLeaseLocker(t, &h.shared, shortLease)
+	var err error
+	if h.unlock, err = h.a.Lock(t.Context(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // twoLockers sends each call to one of two LeaseLockers over one store, in
 // turn, as calls from two processes would be.
 type twoLockers struct{ a, b *refresh.LeaseLocker }
@@ -212,25 +234,17 @@ func cutRenewals(f *storetest.Faults, key string) {
 // loses its lease to another process, and its late unlock does not free
 // the new holder's lease.
 func TestLeaseLockerLostLease(t *testing.T) {
-	var shared refresh.MemoryStore
-	var fa storetest.Faults
-	o := shortLease
-	a := faultyLeaseLocker(t, &fa, &shared, o)
-	b, c := newLeaseLocker(t, &shared, o), newLeaseLocker(t, &shared, o)
-
-	unlockA, err := a.Lock(t.Context(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cutRenewals(&fa, "k") // every renewal of a's fails
+	h := newLeaseHolder(t)
+	c := newLeaseLocker(t, &h.shared, shortLease)
+	cutRenewals(&h.f, "k") // every renewal of a's fails
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	unlockB, err := b.Lock(ctx, "k")
+	unlockB, err := h.b.Lock(ctx, "k")
 	if err != nil {
 		t.Fatalf("Lock behind a holder that cannot renew: %v", err)
 	}
-	fa.Clear()
-	unlockA() // late: b holds the lease now
+	h.f.Clear()
+	h.unlock() // late: b holds the lease now
 	wantHeld(t, c, "k", "after the old holder's late unlock (b holds it)")
 	unlockB()
 	wantFree(t, c, "k", "after b's unlock")
@@ -389,15 +403,8 @@ func TestLeaseLockerLeaseLostEvent(t *testing.T) {
 // the lease: it keeps renewing from whichever record the store holds, and
 // its unlock gives back the right one.
 func TestLeaseLockerUnknownRenewals(t *testing.T) {
-	var shared refresh.MemoryStore
-	var f storetest.Faults
-	o := shortLease
-	a := faultyLeaseLocker(t, &f, &shared, o)
-	b := newLeaseLocker(t, &shared, o)
-	unlock, err := a.Lock(t.Context(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newLeaseHolder(t)
+	f := &h.f
 	f.Script(
 		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultErrorAfter, Key: "~lease~k"},
 		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultError, Key: "~lease~k"},
@@ -411,9 +418,9 @@ func TestLeaseLockerUnknownRenewals(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	wantHeld(t, b, "k", "while a holds the lease")
-	unlock()
-	wantFree(t, b, "k", "after a's unlock")
+	wantHeld(t, h.b, "k", "while a holds the lease")
+	h.unlock()
+	wantFree(t, h.b, "k", "after a's unlock")
 }
 
 // TestLeaseLockerStorePanics: a store that panics in a renewal, in the
@@ -421,15 +428,8 @@ func TestLeaseLockerUnknownRenewals(t *testing.T) {
 // give-back run on goroutines of their own); the lease is kept, or given
 // back, or expires, and a panicking take is an error wrapping ErrPanic.
 func TestLeaseLockerStorePanics(t *testing.T) {
-	var shared refresh.MemoryStore
-	var f storetest.Faults
-	o := shortLease
-	a := faultyLeaseLocker(t, &f, &shared, o)
-	b := newLeaseLocker(t, &shared, o)
-	unlock, err := a.Lock(t.Context(), "k")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newLeaseHolder(t)
+	f, a, b := &h.f, h.a, h.b
 	f.Script(
 		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanic, Key: "~lease~k"},
 		storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanicAfter, Key: "~lease~k"},
@@ -439,7 +439,7 @@ func TestLeaseLockerStorePanics(t *testing.T) {
 	}
 	wantHeld(t, b, "k", "after renewals that panicked (a still holds it)")
 	f.Script(storetest.Fault{Op: storetest.OpCompareAndSwap, Kind: storetest.FaultPanicAfter, Key: "~lease~k"})
-	unlock() // its give-back panics after it was done
+	h.unlock() // its give-back panics after it was done
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	u, err := b.Lock(ctx, "k")
