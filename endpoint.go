@@ -35,6 +35,20 @@ type Endpoint interface {
 	Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
 }
 
+// A Revoker is an [Endpoint] that can revoke a token at the authorization
+// server (RFC 7009), for [Engine.Logout]. [FormEndpoint] is one when its
+// RevocationURL is set.
+type Revoker interface {
+	Endpoint
+
+	// Revoke asks the server to revoke tok: its refresh token, or its
+	// access token if it has none. Servers revoke the refresh token's
+	// whole grant, access tokens included, where they can. A token the
+	// server does not know counts as revoked (RFC 7009 §2.2). A failure
+	// is an *Error; Temporary reports whether trying again may help.
+	Revoke(ctx context.Context, tok *oauth2.Token) error
+}
+
 // EndpointFunc adapts a function to the [Endpoint] interface.
 type EndpointFunc func(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error)
 

@@ -121,6 +121,21 @@ type CompareAndSwapper interface {
 	CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error
 }
 
+// A Deleter is a [TokenStore] that can delete the token of a key, for
+// [Engine.Logout]. Every store of this module is one.
+type Deleter interface {
+	TokenStore
+
+	// Delete removes the token stored for key, with its extras. Deleting a
+	// key that has no token is not an error. Once Delete returned nil, Load
+	// returns [ErrNotFound] and a CompareAndSwap whose old token is not nil
+	// fails with [ErrConflict], so that a refresh that was running
+	// elsewhere cannot bring the key back with a late save; a Save or a
+	// CompareAndSwap from nil stores a token again. The deletion is one
+	// atomic step with respect to every Save and CompareAndSwap.
+	Delete(ctx context.Context, key string) error
+}
+
 // SameToken reports whether a and b are the same token in the sense of
 // [CompareAndSwapper]: equal AccessToken and RefreshToken, or both nil.
 // Store implementations can use it.
@@ -168,6 +183,14 @@ func (s *MemoryStore) Save(ctx context.Context, key string, tok *oauth2.Token) e
 		s.m = make(map[string]*oauth2.Token)
 	}
 	s.m[key] = t
+	s.mu.Unlock()
+	return nil
+}
+
+// Delete implements [Deleter].
+func (s *MemoryStore) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	delete(s.m, key)
 	s.mu.Unlock()
 	return nil
 }
