@@ -74,8 +74,19 @@ type Config struct {
 	HTTPClient *http.Client
 
 	// Store keeps tokens across restarts and processes. Optional: nil
-	// means a new, empty [MemoryStore].
+	// means the engine keeps them in its own memory, as a [MemoryStore]
+	// would but without a second copy of each token; they are lost when the
+	// process exits.
 	Store TokenStore
+
+	// IdleTimeout, for servers with many users, frees the memory of keys
+	// that no request, Token or Refresh used for that long (between
+	// IdleTimeout and 1.5 times it): their next use reloads them from the
+	// store. A key whose newest token is not saved yet is kept. Optional:
+	// zero means keys stay in memory until [Engine.Forget],
+	// [Engine.Logout] or [Engine.Close]. With the engine's own store (Store
+	// nil) memory is the store, and idle keys are kept.
+	IdleTimeout time.Duration
 
 	// ExpirySkew is how long before its expiry a token is refreshed.
 	// Optional: zero means 60 seconds; negative means at expiry. It is
@@ -135,9 +146,12 @@ func New(c Config) (*Engine, error) {
 		needsRefresh: c.NeedsRefresh,
 		log:          c.Logger,
 		done:         make(chan struct{}),
+		keys:         newKeyTable(),
+		sched:        new(schedule),
+		idle:         c.IdleTimeout,
 	}
 	e.events.fn = e.withHooks(c.OnEvent, c.Hooks)
-	e.def = e.newEntry()
+	e.def.Store(&entry{key: DefaultKey})
 	if e.endpoint == nil {
 		ep, err := oauth2Endpoint(c.OAuth2, c.HTTPClient)
 		if err != nil {
@@ -159,7 +173,7 @@ func New(c Config) (*Engine, error) {
 		e.attempts = c.RefreshAttempts
 	}
 	if e.store == nil {
-		e.store = new(MemoryStore)
+		e.store, e.own = ownStore{e}, true
 	}
 	switch {
 	case e.skew == 0:
@@ -169,6 +183,9 @@ func New(c Config) (*Engine, error) {
 	}
 	if e.timeout <= 0 {
 		e.timeout = defaultRefreshTimeout
+	}
+	if e.idle > 0 {
+		e.startSweep()
 	}
 	return e, nil
 }

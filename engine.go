@@ -30,10 +30,14 @@ type Engine struct {
 	events       dispatcher // delivers to Config.OnEvent and Hooks
 	stats        gauges
 
-	def     *entry   // DefaultKey's entry, found without hashing
-	keys    sync.Map // key → *entry for other keys; never removed
-	flights group    // one refresh per key at a time
-	adopts  group    // one re-read of the store per key at a time (Engine.adopt)
+	def     atomic.Pointer[entry] // DefaultKey's entry, found without hashing
+	keys    *keyTable             // the entries of other keys
+	sched   *schedule             // refresh times
+	own     bool                  // the store is the engine's own (see ownStore)
+	idle    time.Duration         // Config.IdleTimeout
+	sweeper *time.Timer           // the idle sweep, if idle > 0
+	flights group                 // one refresh per key at a time
+	adopts  group                 // one re-read of the store per key at a time (Engine.adopt)
 
 	done   chan struct{}  // closed by Close: background saves stop
 	closed atomic.Bool    // set by Close
@@ -66,14 +70,14 @@ func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) er
 		return &Error{Key: key, Err: ErrClosed}
 	}
 	t := copyToken(tok)
-	ent := e.entry(key)
-	ent.mu.Lock()
+	ns := e.newSnapshot(key, t) // before t is shared with the store
+	ent := e.lockEntry(key)
 	defer ent.mu.Unlock()
 	if err := e.storeSave(ctx, key, t); err != nil {
 		return &Error{Key: key, Err: fmt.Errorf("store save: %w", cleanErr(err, ent.secrets(t)...))}
 	}
-	ent.saved(t)
-	ent.publish(e.newSnapshot(key, t))
+	e.saved(ent, t)
+	e.publish(ent, ns)
 	ent.unpause()
 	return nil
 }
@@ -83,14 +87,9 @@ func (e *Engine) SetToken(ctx context.Context, key string, tok *oauth2.Token) er
 // (oauth2.Token.Extra: the id_token and scope of the response that issued
 // it, or of an earlier one if that response had none).
 func (e *Engine) Token(ctx context.Context, key string) (*oauth2.Token, error) {
-	key = normalizeKey(key)
-	ent := e.entry(key)
-	s := ent.cur.Load()
-	if !s.usable() {
-		var err error
-		if s, err = e.acquire(ctx, key, ent, s); err != nil {
-			return nil, err
-		}
+	_, s, err := e.current(ctx, normalizeKey(key))
+	if err != nil {
+		return nil, err
 	}
 	return copyToken(s.tok), nil
 }
@@ -107,13 +106,9 @@ func (e *Engine) Token(ctx context.Context, key string) (*oauth2.Token, error) {
 // rejected asks for a refresh of the current token in any case.
 func (e *Engine) Refresh(ctx context.Context, key string, rejected *oauth2.Token) (*oauth2.Token, error) {
 	key = normalizeKey(key)
-	ent := e.entry(key)
-	cur := ent.cur.Load()
-	var err error
-	if !cur.usable() {
-		if cur, err = e.acquire(ctx, key, ent, cur); err != nil {
-			return nil, err
-		}
+	ent, cur, err := e.current(ctx, key)
+	if err != nil {
+		return nil, err
 	}
 	var s *snapshot
 	switch {
@@ -153,13 +148,35 @@ func normalizeKey(key string) string {
 	return key
 }
 
+// lookup returns the entry of key, or nil if the engine holds none. It
+// takes no lock: the hot path's.
+func (e *Engine) lookup(key string) *entry {
+	if key == DefaultKey {
+		return e.def.Load()
+	}
+	return e.keys.load(key)
+}
+
+// entry returns the entry of key, creating it if there is none.
 func (e *Engine) entry(key string) *entry {
 	if key == DefaultKey {
-		return e.def
+		return e.def.Load()
 	}
-	if v, ok := e.keys.Load(key); ok {
-		return v.(*entry)
+	if ent := e.keys.load(key); ent != nil {
+		return ent
 	}
-	v, _ := e.keys.LoadOrStore(key, e.newEntry())
-	return v.(*entry)
+	return e.keys.loadOrStore(key, new(entry))
+}
+
+// lockEntry returns the entry of key with its mu held, one that is not
+// gone.
+func (e *Engine) lockEntry(key string) *entry {
+	for {
+		ent := e.entry(key)
+		ent.mu.Lock()
+		if !ent.gone {
+			return ent
+		}
+		ent.mu.Unlock()
+	}
 }

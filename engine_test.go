@@ -226,8 +226,11 @@ func TestSkewClamp(t *testing.T) {
 }
 
 // TestShortTokenSteadyTraffic: a 3 s token under steady traffic is
-// refreshed at half its lifetime (the 60 s skew clamped), not on every
-// request, and never lets a request hit an expired token.
+// refreshed at half its lifetime (the 60 s skew clamped), up to a quarter
+// of it earlier (the jitter), not on every request, and never lets a
+// request hit an expired token. The server keeps one access token per
+// grant, so a request sent with the old token while the early refresh runs
+// beside it may be rejected and is sent again with the new one.
 func TestShortTokenSteadyTraffic(t *testing.T) {
 	srv := newServer(t, refreshtest.Options{Lifetime: 3 * time.Second, OneAccessTokenPerGrant: true}) // listens: outside the bubble
 	synctest.Test(t, func(t *testing.T) {
@@ -250,13 +253,14 @@ func TestShortTokenSteadyTraffic(t *testing.T) {
 			// rather than leave the order to the scheduler.
 			synctest.Wait()
 		}
-		// Refreshes at 1.5 s, 3 s, ... 28.5 s.
+		// A refresh every 0.75 to 1.5 s (after the first, at most one
+		// tick late): 19 without jitter, at most 40.
 		st := srv.Stats()
-		if st.TokenRequests != 19 {
-			t.Errorf("refreshes = %d over 30 s with a 3 s token, want 19", st.TokenRequests)
+		if st.TokenRequests < 19 || st.TokenRequests > 40 {
+			t.Errorf("refreshes = %d over 30 s with a 3 s token, want 19..40", st.TokenRequests)
 		}
-		if st.Served401 != 0 {
-			t.Errorf("401s = %d, want 0", st.Served401)
+		if st.Served401 > st.TokenRequests {
+			t.Errorf("401s = %d for %d refreshes, want at most one per refresh", st.Served401, st.TokenRequests)
 		}
 		if requests != 300 {
 			t.Errorf("requests = %d, want 300", requests)
@@ -296,11 +300,12 @@ func TestEarlyRefreshFailure(t *testing.T) {
 		if okBefore != 120 || failedAfter != 10 {
 			t.Errorf("ok before expiry = %d, failed after = %d; want 120 and 10", okBefore, failedAfter)
 		}
-		// About one attempt per 5 s in the last minute, a few more as the
-		// expiry nears, then one per request once expired: far fewer than
-		// one per request.
-		if calls := srv.Stats().TokenRequests; calls < 12 || calls > 25 {
-			t.Errorf("endpoint calls = %d for %d requests, want 12..25", calls, requests)
+		// About one attempt per 5 s from the refresh time on (60 to 90 s
+		// before the expiry, with the jitter), a few more as the expiry
+		// nears, then one per request once expired: far fewer than one
+		// per request.
+		if calls := srv.Stats().TokenRequests; calls < 12 || calls > 32 {
+			t.Errorf("endpoint calls = %d for %d requests, want 12..32", calls, requests)
 		}
 	})
 }

@@ -134,10 +134,11 @@ const (
 	OutcomeTemporary              // a temporary failure; tried again later
 	OutcomeConflict               // a newer token was saved meanwhile; adopted instead
 	OutcomeFailed                 // any other failure (Err tells)
+	OutcomeDeferred               // an early refresh found another process refreshing; the valid token stays
 )
 
 var outcomeNames = [...]string{"", "refreshed", "adopted_memory", "adopted_store", "unchanged",
-	"reauth_required", "client_config", "temporary", "conflict", "failed"}
+	"reauth_required", "client_config", "temporary", "conflict", "failed", "deferred"}
 
 // String returns the outcome's name in snake case.
 func (o Outcome) String() string { return name(outcomeNames[:], int(o)) }

@@ -48,7 +48,8 @@ func servedToken(e *Engine, key string) *oauth2.Token {
 }
 
 // refreshAtOf returns when the engine would refresh tok, stored for key,
-// before any 401: the zero time for never.
+// before any 401, without the jitter (up to half the skew earlier): the
+// zero time for never.
 func refreshAtOf(e *Engine, key string, tok *oauth2.Token) time.Time {
-	return e.newSnapshot(key, tok).refreshAt
+	return e.refreshTime(tok)
 }

@@ -39,9 +39,13 @@ type run struct {
 // trigger says why the flight was started; callers returns, as the flight
 // ends, the callers that waited for it (see group.do).
 func (e *Engine) flight(callerCtx context.Context, key string, ent *entry, rejected *snapshot, trigger Trigger, callers func() []context.Context) (res *snapshot, err error) {
+	ent.mu.Lock()
+	if ent.gone {
+		ent.mu.Unlock()
+		return nil, errGone // see await
+	}
 	r := &run{e: e, key: key, ent: ent, rejected: rejected, trigger: trigger,
 		ev: e.startEvent(EventRefresh, key, trigger, rejected)}
-	ent.mu.Lock()
 	defer r.end(&res, &err, callers)
 	return r.protocol(callerCtx)
 }
@@ -53,10 +57,13 @@ func (r *run) protocol(callerCtx context.Context) (*snapshot, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.e.storeContext(callerCtx, r.key), r.e.timeout)
 	defer cancel()
-	if x := r.lock(ctx); x != nil {
+	switch busy, x := r.lock(ctx); {
+	case x != nil:
 		return r.temporary(x)
+	case busy:
+		return r.deferred()
 	}
-	if r.ent.pending != nil {
+	if r.ent.pending() != nil {
 		r.e.savePending(ctx, r.key, r.ent) // step 3
 	}
 	if s, err, done := r.reread(ctx); done {
@@ -85,22 +92,28 @@ func (r *run) protocol(callerCtx context.Context) (*snapshot, error) {
 // flight's event.
 func (r *run) end(res **snapshot, err *error, callers func() []context.Context) {
 	if recover() != nil {
-		// A fault of ours (user code is guarded). A received token is in
-		// ent.pending already; it stays in use and is saved later.
+		// A fault of ours (user code is guarded). A received token is
+		// pending already; it stays in use and is saved later.
 		*res, *err = nil, &Error{Key: r.key, Err: panicError{"refresh"}}
 		r.e.logError("refresh panicked", r.key, nil)
-		if p := r.ent.pending; p != nil && r.ent.cur.Load() != p {
-			r.ent.publish(p)
+		if p := r.ent.pending(); p != nil && r.ent.cur.Load() != p {
+			r.e.publish(r.ent, p)
 			r.e.retryLater(r.key, r.ent, p)
 		}
 	}
 	if r.unlock != nil {
-		if r.ent.pending != nil {
-			r.ent.held = r.unlock
+		if r.ent.pending() != nil {
+			r.ent.trouble().held = r.unlock
 		} else {
 			r.unlock()
 		}
 	}
+	if c := r.ent.cur.Load(); c != nil && c.due.Load() == renewed {
+		// An early refresh of c was not started because this flight ran,
+		// and this one neither replaced c nor scheduled it again.
+		r.e.postpone(c)
+	}
+	r.ent.tidy()
 	r.ent.mu.Unlock()
 	r.ev.finish(*res, *err, callers())
 	r.e.emit(r.ev)
@@ -111,23 +124,23 @@ func (r *run) end(res **snapshot, err *error, callers func() []context.Context) 
 // stays latched until its recheck time; a key that failed moments ago
 // cools down. It reports whether the flight is done.
 func (r *run) check() (*snapshot, error, bool) {
-	cur, now := r.cur, time.Now()
+	cur, x := r.cur, r.ent.x.Load()
 	switch {
 	case cur != r.rejected && cur.usable():
 		r.ev.Outcome = OutcomeAdoptedMemory
 		return cur, nil, true
-	case cur.holds(now):
+	case cur.holds():
 		r.ev.Repeated = true
-		return nil, cur.err, true
+		return nil, cur.err(r.key), true
 	case r.e.closed.Load():
 		return nil, &Error{Key: r.key, Err: ErrClosed}, true
-	case now.Before(r.ent.coolUntil):
+	case x != nil && time.Now().Before(x.coolUntil):
 		r.ev.Repeated = true
 		if r.stillValid() {
 			r.ev.Outcome = OutcomeTemporary
 			return cur, nil, true
 		}
-		return nil, r.ent.coolErr, true
+		return nil, x.coolErr, true
 	}
 	return nil, nil, false
 }
@@ -136,29 +149,50 @@ func (r *run) check() (*snapshot, error, bool) {
 // key's lock from the re-read to the save, so that one process refreshes and
 // the others adopt its token in step 4. A lock kept since a failed save is
 // taken over: the store's locks are not reentrant.
-func (r *run) lock(ctx context.Context) *Error {
+//
+// An early flight (the token is due but valid) does not queue behind
+// another process's lock, which may be held for minutes while that
+// process's save fails: with a TryLocker it takes the lock only if it is
+// free, else it waits at most earlyLockWait. It reports busy if the lock is
+// held: the valid token keeps serving, and the holder is refreshing.
+func (r *run) lock(ctx context.Context) (busy bool, x *Error) {
 	l, ok := r.e.store.(Locker)
-	switch {
-	case !ok:
-		return nil
-	case r.ent.held != nil:
-		r.unlock, r.ent.held = r.ent.held, nil
-		return nil
+	if !ok {
+		return false, nil
 	}
-	if r.stillValid() {
-		// Nobody needs a new token yet: do not keep callers waiting
-		// behind another process's lock (one kept for a save that fails
-		// can be held for minutes); the valid token keeps serving.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, earlyLockWait)
+	if x := r.ent.x.Load(); x != nil && x.held != nil {
+		r.unlock, x.held = x.held, nil
+		return false, nil
+	}
+	lock := func() (func(), error) { return storeLock(ctx, l, r.key) }
+	early := r.stillValid()
+	if tl, ok := l.(TryLocker); ok && early {
+		lock = func() (func(), error) { return storeTryLock(ctx, tl, r.key) }
+	} else if early {
+		wait, cancel := context.WithTimeout(ctx, earlyLockWait)
 		defer cancel()
+		lock = func() (func(), error) { return storeLock(wait, l, r.key) }
 	}
-	unlock, err := r.ev.timeLock(func() (func(), error) { return storeLock(ctx, l, r.key) })
-	if err != nil {
-		return &Error{Key: r.key, Err: fmt.Errorf("store lock: %w", cleanErr(err, r.secrets()...)), temporary: true}
+	unlock, err := r.ev.timeLock(lock)
+	switch {
+	case err == nil && unlock == nil, early && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		return true, nil
+	case err != nil:
+		return false, &Error{Key: r.key, Err: fmt.Errorf("store lock: %w", cleanErr(err, r.secrets()...)), temporary: true}
 	}
 	r.unlock = unlock
-	return nil
+	return false, nil
+}
+
+// deferred ends an early flight that found another process holding the
+// key's lock: that process is refreshing. The valid token keeps serving,
+// and the next request after the postponed refresh time tries again, by
+// then most likely adopting the holder's token. Not a failure: no
+// cooldown.
+func (r *run) deferred() (*snapshot, error) {
+	r.ev.Outcome = OutcomeDeferred
+	r.e.postpone(r.cur)
+	return r.cur, nil
 }
 
 // reread is step 4: re-read the store, unless it is known to be behind
@@ -173,39 +207,53 @@ func (r *run) reread(ctx context.Context) (*snapshot, error, bool) {
 		mem = r.cur.tok
 	}
 	r.base = mem
-	if ent.pending == nil {
+	if ent.pending() == nil {
 		stored, err := r.ev.timeLoad(func() (*oauth2.Token, error) { return e.storeLoad(ctx, r.key) })
 		switch {
 		case errors.Is(err, ErrNotFound):
-			ent.seen, ent.seenOK = nil, true
-			if mem == nil {
-				s, err := r.latch(nil, errors.New("no token stored for this key"))
-				return s, err, true
-			}
+			// No token, or it was deleted (a logout, maybe in another
+			// process): the key needs a login, and a token this process
+			// still has must not bring it back.
+			s, err := r.gone(mem)
+			return s, err, true
 		case err != nil:
 			s, err := r.temporary(&Error{Key: r.key, Err: fmt.Errorf("store load: %w", cleanErr(err, r.secrets()...)), temporary: true})
 			return s, err, true
 		case stored == nil:
 			s, err := r.temporary(&Error{Key: r.key, Err: errors.New("store load: store returned no token and no error"), temporary: true})
 			return s, err, true
+		case SameToken(stored, mem):
+			ent.seen, ent.seenOK = mem, true // one copy of the token
 		default:
-			ent.seen, ent.seenOK = copyToken(stored), true
-			if !SameToken(stored, mem) {
-				if ns := e.adoptStored(r.key, ent, stored, "adopted stored token"); ns != nil {
-					r.ev.Outcome = OutcomeAdoptedStore
-					return ns, nil, true
-				}
-				r.base = copyToken(stored)
+			ns, c := e.adoptStored(r.key, ent, stored, "adopted stored token")
+			ent.seen, ent.seenOK = c, true
+			if ns != nil {
+				r.ev.Outcome = OutcomeAdoptedStore
+				return ns, nil, true
 			}
+			r.base = c
 		}
 	}
 	switch {
 	case r.cur != nil && r.cur.state == latched && r.base == r.cur.tok:
-		s, err := r.latch(r.cur.tok, r.cur.err)
+		s, err := r.latch(r.cur.tok, r.cur.err(r.key))
 		return s, err, true
 	case r.base.RefreshToken == "":
 		s, err := r.latch(r.base, errors.New("token has no refresh token"))
 		return s, err, true
 	}
 	return nil, nil, false
+}
+
+// gone ends the flight of a key the store has no token for: never stored,
+// or deleted (a logout, perhaps in another process). The key needs a login.
+// Its entry is removed, so that it leaves nothing behind, and mem, a token
+// this process still holds, is not brought back by a refresh and a save.
+func (r *run) gone(mem *oauth2.Token) (*snapshot, error) {
+	x := &Error{Key: r.key, Err: fmt.Errorf("%w: no token stored for this key", ErrReauthRequired)}
+	if mem != nil {
+		r.e.logError("the key's token was deleted from the store; re-authentication required", r.key, x)
+	}
+	r.e.drop(r.ent)
+	return nil, x
 }

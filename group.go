@@ -32,6 +32,24 @@ type flightCall struct {
 // fn must not panic (user code is called through the guards of guard.go);
 // if it does anyway, the panic becomes an error of the flight.
 func (g *group) do(ctx context.Context, key string, fn func(callers func() []context.Context) (*snapshot, error)) (*snapshot, error) {
+	c := g.join(key, ctx, fn)
+	select {
+	case <-c.done:
+		return c.s, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// start runs fn as the flight of key, as do does, unless one is running,
+// and does not wait for it. Nobody counts as its caller unless they join.
+func (g *group) start(key string, fn func(callers func() []context.Context) (*snapshot, error)) {
+	g.join(key, nil, fn)
+}
+
+// join returns the flight of key, starting fn as it if none is running; a
+// non-nil ctx is recorded as a caller's.
+func (g *group) join(key string, ctx context.Context, fn func(callers func() []context.Context) (*snapshot, error)) *flightCall {
 	g.mu.Lock()
 	c, running := g.m[key]
 	if !running {
@@ -41,17 +59,14 @@ func (g *group) do(ctx context.Context, key string, fn func(callers func() []con
 		c = &flightCall{done: make(chan struct{})}
 		g.m[key] = c
 	}
-	c.callers = append(c.callers, ctx)
+	if ctx != nil {
+		c.callers = append(c.callers, ctx)
+	}
 	g.mu.Unlock()
 	if !running {
 		go g.run(key, c, fn)
 	}
-	select {
-	case <-c.done:
-		return c.s, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return c
 }
 
 func (g *group) run(key string, c *flightCall, fn func(callers func() []context.Context) (*snapshot, error)) {

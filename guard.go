@@ -58,6 +58,11 @@ func storeLock(ctx context.Context, l Locker, key string) (unlock func(), err er
 	if u == nil {
 		return nil, errors.New("store Lock returned no unlock function")
 	}
+	return guardUnlock(u), nil
+}
+
+// guardUnlock wraps a store's unlock: see storeLock.
+func guardUnlock(u func()) func() {
 	return func() {
 		if u == nil {
 			return
@@ -66,7 +71,28 @@ func storeLock(ctx context.Context, l Locker, key string) (unlock func(), err er
 		u = nil
 		defer func() { recover() }() // the lock's own fallback releases it
 		f()
-	}, nil
+	}
+}
+
+// storeTryLock is storeLock for TryLock: a held lock is a nil unlock and a
+// nil error.
+func storeTryLock(ctx context.Context, l TryLocker, key string) (unlock func(), err error) {
+	defer recovered(&err, "store TryLock")
+	u, ok, err := l.TryLock(ctx, key)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, nil
+	case u == nil:
+		return nil, errors.New("store TryLock returned no unlock function")
+	}
+	return guardUnlock(u), nil
+}
+
+func (e *Engine) storeDelete(ctx context.Context, d Deleter, key string) (err error) {
+	defer recovered(&err, "store Delete")
+	return d.Delete(ctx, key)
 }
 
 func (e *Engine) endpointRefresh(ctx context.Context, tok *oauth2.Token) (nt *oauth2.Token, err error) {

@@ -38,16 +38,20 @@ const (
 // it did: the key's pause, if any, ends.
 func (e *Engine) accepted(key string, s *snapshot) {
 	if s.mark.Swap(accepted) != accepted {
-		if ent := e.entry(key); ent.strikes.Load() != 0 {
-			ent.unpause()
+		if ent := e.lookup(key); ent != nil {
+			if x := ent.x.Load(); x != nil && x.strikes.Load() != 0 {
+				ent.unpause()
+			}
 		}
 	}
 }
 
 // unpause ends the key's pause, and forgets its strikes.
 func (ent *entry) unpause() {
-	ent.strikes.Store(0)
-	ent.pausedUntil.Store(0)
+	if x := ent.x.Load(); x != nil {
+		x.strikes.Store(0)
+		x.pausedUntil.Store(0)
+	}
 }
 
 // strike counts a rejection of s, a token a refresh of this engine returned
@@ -57,15 +61,16 @@ func (ent *entry) unpause() {
 // refresh then tells, with invalid_grant). It reports whether s started a
 // pause.
 func (e *Engine) strike(ctx context.Context, key string, ent *entry, s *snapshot, resp *http.Response) bool {
-	if s.refreshed.IsZero() || time.Since(s.refreshed) > freshWindow || !s.mark.CompareAndSwap(untested, struck) {
+	if s.refreshed == 0 || mono()-s.refreshed > int64(freshWindow) || !s.mark.CompareAndSwap(untested, struck) {
 		return false
 	}
-	n := ent.strikes.Add(1)
+	x := ent.trouble()
+	n := x.strikes.Add(1)
 	if n < 2 {
 		return false
 	}
 	d := min(pauseBase<<min(n-2, 8), pauseMax) // 5 s << 7 passes pauseMax
-	ent.pausedUntil.Store(time.Now().Add(d).UnixNano())
+	x.pausedUntil.Store(time.Now().Add(d).UnixNano())
 	e.logWarn("the API rejected the tokens that refreshes had just returned; refreshing this key is paused", key, s.tok, nil)
 	e.emitPaused(ctx, key, s, resp, d)
 	return true
@@ -73,7 +78,11 @@ func (e *Engine) strike(ctx context.Context, key string, ent *entry, s *snapshot
 
 // paused returns how long refreshing the key stays paused, or 0.
 func (ent *entry) paused() time.Duration {
-	until := ent.pausedUntil.Load()
+	x := ent.x.Load()
+	if x == nil {
+		return 0
+	}
+	until := x.pausedUntil.Load()
 	if until == 0 {
 		return 0
 	}

@@ -14,40 +14,47 @@ const maxTried = 64
 
 // setPending records s as the key's newest token, not yet in the store.
 // Called with ent.mu held.
-func (ent *entry) setPending(s *snapshot) {
-	if ent.pending == nil {
-		ent.stats.pending.Add(1)
+func (e *Engine) setPending(ent *entry, s *snapshot) {
+	x := ent.trouble()
+	if x.pending == nil {
+		e.stats.pending.Add(1)
 	}
-	ent.pending = s
-	if len(ent.tried) == maxTried {
-		ent.tried = append(ent.tried[:0], ent.tried[1:]...)
+	x.pending = s
+	if len(x.tried) == maxTried {
+		x.tried = append(x.tried[:0], x.tried[1:]...)
 	}
-	ent.tried = append(ent.tried, s.tok)
+	x.tried = append(x.tried, s.tok)
 }
 
 // saved records that tok is in the store: nothing is pending any more, and
-// a cross-process lock kept for the pending token is released. Called with
-// ent.mu held.
-func (ent *entry) saved(tok *oauth2.Token) {
-	ent.seen, ent.seenOK = copyToken(tok), true
-	ent.dropPending()
+// a cross-process lock kept for the pending token is released. tok is
+// shared, not copied: tokens are never modified once the engine has them.
+// Called with ent.mu held.
+func (e *Engine) saved(ent *entry, tok *oauth2.Token) {
+	ent.seen, ent.seenOK = tok, true
+	e.dropPending(ent)
 	ent.releaseHeld()
 }
 
 // dropPending forgets the pending token: it was saved, or the store holds
 // a newer one. Called with ent.mu held.
-func (ent *entry) dropPending() {
-	if ent.pending != nil {
-		ent.stats.pending.Add(-1)
+func (e *Engine) dropPending(ent *entry) {
+	x := ent.x.Load()
+	if x == nil {
+		return
 	}
-	ent.pending, ent.tried = nil, nil
+	if x.pending != nil {
+		e.stats.pending.Add(-1)
+	}
+	x.pending, x.tried = nil, nil
 }
 
 // releaseHeld releases the cross-process lock kept since a save failed.
 // Called with ent.mu held.
 func (ent *entry) releaseHeld() {
-	if h := ent.held; h != nil {
-		ent.held = nil
+	if x := ent.x.Load(); x != nil && x.held != nil {
+		h := x.held
+		x.held = nil
 		h()
 	}
 }
@@ -60,7 +67,11 @@ func (ent *entry) ours(t *oauth2.Token) bool {
 	if ent.seenOK && SameToken(t, ent.seen) {
 		return true
 	}
-	for _, o := range ent.tried {
+	x := ent.x.Load()
+	if x == nil {
+		return false
+	}
+	for _, o := range x.tried {
 		if SameToken(t, o) {
 			return true
 		}
@@ -86,8 +97,10 @@ func (ent *entry) secrets(extra ...*oauth2.Token) []string {
 	if c := ent.cur.Load(); c != nil {
 		add(c.tok)
 	}
-	for _, t := range ent.tried {
-		add(t)
+	if x := ent.x.Load(); x != nil {
+		for _, t := range x.tried {
+			add(t)
+		}
 	}
 	return s
 }
@@ -103,14 +116,14 @@ func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.T
 	if !ok || !ent.seenOK {
 		err := e.storeSave(ctx, key, tok)
 		if err == nil {
-			ent.saved(tok)
+			e.saved(ent, tok)
 		}
 		return err
 	}
 	for range 3 {
 		err := storeCAS(ctx, cas, key, ent.seen, tok)
 		if err == nil {
-			ent.saved(tok)
+			e.saved(ent, tok)
 		}
 		if !errors.Is(err, ErrConflict) {
 			return err
@@ -118,7 +131,7 @@ func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.T
 		stored, lerr := e.storeLoad(ctx, key)
 		switch {
 		case lerr == nil && stored != nil && SameToken(stored, tok):
-			ent.saved(tok) // an earlier attempt committed after all
+			e.saved(ent, tok) // an earlier attempt committed after all
 			return nil
 		case errors.Is(lerr, ErrNotFound):
 			ent.seen = nil
@@ -143,13 +156,13 @@ func (e *Engine) save(ctx context.Context, key string, ent *entry, tok *oauth2.T
 // pending one is dropped (it stays in use until the next flight adopts the
 // stored one).
 func (e *Engine) savePending(ctx context.Context, key string, ent *entry) {
-	p := ent.pending
+	p := ent.pending()
 	err := e.save(ctx, key, ent, p.tok)
 	switch {
 	case err == nil:
 		e.logInfo("saved token after earlier failure", key, p.tok)
 	case errors.Is(err, ErrConflict):
-		ent.dropPending()
+		e.dropPending(ent)
 		ent.releaseHeld()
 	default:
 		e.saveFailed(key, ent, p.tok, err)
@@ -188,12 +201,15 @@ func (e *Engine) retrySave(key string, ent *entry, s *snapshot) {
 			return
 		}
 		ent.mu.Lock()
-		if ent.pending == s {
+		if ent.pending() == s {
 			ctx, cancel := context.WithTimeout(e.storeContext(context.Background(), key), e.timeout)
 			e.savePending(ctx, key, ent)
 			cancel()
 		}
-		done := ent.pending != s
+		done := ent.pending() != s
+		if done {
+			ent.tidy()
+		}
 		ent.mu.Unlock()
 		if done {
 			return

@@ -11,14 +11,18 @@ import (
 
 // ticket returns the snapshot to send a request for key with: the current
 // one when it is usable (the hot path: no lock, no clock, no allocation),
-// else one acquired.
+// else the one current returns.
 func (e *Engine) ticket(ctx context.Context, key string) (*snapshot, error) {
-	ent := e.entry(key)
-	s := ent.cur.Load()
-	if s.usable() {
-		return s, nil
+	if ent := e.lookup(key); ent != nil {
+		if s := ent.cur.Load(); s.usable() {
+			if ent.idle.Load() {
+				ent.idle.Store(false) // a write only once per idle sweep
+			}
+			return s, nil
+		}
 	}
-	return e.acquire(ctx, key, ent, s)
+	_, s, err := e.current(ctx, key)
+	return s, err
 }
 
 // answer takes the API's response resp to a request for key sent with s,

@@ -26,12 +26,13 @@ func (r *run) refresh(ctx context.Context) (nt *oauth2.Token, s *snapshot, x *Er
 	if peer == nil {
 		return nt, nil, x
 	}
-	r.ent.seen, r.ent.seenOK = copyToken(peer), true
-	if s := r.e.adoptStored(r.key, r.ent, peer, "adopted the token of a concurrent refresh"); s != nil {
+	s, c := r.e.adoptStored(r.key, r.ent, peer, "adopted the token of a concurrent refresh")
+	r.ent.seen, r.ent.seenOK = c, true
+	if s != nil {
 		r.ev.Outcome = OutcomeAdoptedStore
 		return nil, s, nil
 	}
-	r.base = peer
+	r.base = c
 	nt, _, x = r.e.call(ctx, r.key, r.base, r.ev, nil)
 	return nt, nil, x
 }
@@ -53,8 +54,8 @@ func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapsh
 		// so the token is used until the API rejects it.
 		nt.Expiry, nt.ExpiresIn = time.Time{}, 0
 	}
-	ns := e.refreshedSnapshot(r.key, nt)
-	ent.setPending(ns)
+	ns := e.refreshedSnapshot(r.key, nt) // before nt is shared with the store
+	e.setPending(ent, ns)
 
 	// The save has a timeout of its own, so that a slow refresh leaves it
 	// its time.
@@ -72,14 +73,14 @@ func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapsh
 		e.saveFailed(r.key, ent, nt, serr)
 		e.retryLater(r.key, ent, ns)
 	}
-	ent.publish(ns)
+	e.publish(ent, ns)
 	e.logInfo("token refreshed", r.key, nt)
 	r.ev.Outcome = OutcomeRefreshed
 	if ns.state != sendable {
 		// Saved, so its refresh token is not lost, but not sendable; it is
 		// not refreshed again before its expiry, which would loop.
-		r.fail(ns.err)
-		return nil, ns.err
+		r.fail(ns.why)
+		return nil, ns.why
 	}
 	return ns, nil
 }
@@ -92,23 +93,26 @@ func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapsh
 // again.
 func (r *run) conflict(ctx context.Context, ours *snapshot) (*snapshot, error) {
 	e, ent := r.e, r.ent
-	ent.dropPending()
+	e.dropPending(ent)
 	stored, err := e.storeLoad(ctx, r.key)
-	if err != nil || stored == nil {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return r.gone(ours.tok) // deleted meanwhile: never brought back
+	case err != nil || stored == nil:
 		ent.seenOK = false
-		ent.publish(ours)
+		e.publish(ent, ours)
 		e.logWarn("a newer token was saved during this refresh, and the store cannot be read; using ours until it can", r.key, ours.tok, nil)
 		if ours.state != sendable {
-			return nil, ours.err
+			return nil, ours.why
 		}
 		return ours, nil
 	}
-	ent.seen, ent.seenOK = copyToken(stored), true
 	ns := e.newSnapshot(r.key, copyToken(stored))
-	ent.publish(ns)
+	ent.seen, ent.seenOK = ns.tok, true
+	e.publish(ent, ns)
 	e.logWarn("a newer token was saved during this refresh; adopting it and dropping ours", r.key, stored, nil)
 	if ns.state != sendable {
-		return nil, ns.err
+		return nil, ns.why
 	}
 	return ns, nil
 }
@@ -118,9 +122,10 @@ func (r *run) conflict(ctx context.Context, ours *snapshot) (*snapshot, error) {
 // started for, trying again later rather than on every request.
 func (r *run) temporary(x *Error) (*snapshot, error) {
 	r.fail(x)
-	r.ent.coolUntil, r.ent.coolErr = time.Now().Add(cooldown(x)), x
+	t := r.ent.trouble()
+	t.coolUntil, t.coolErr = time.Now().Add(cooldown(x)), x
 	if r.stillValid() {
-		r.ent.postpone(r.cur)
+		r.e.postpone(r.cur)
 		return r.cur, nil
 	}
 	return nil, x
@@ -153,7 +158,9 @@ func (r *run) latch(tok *oauth2.Token, cause error) (*snapshot, error) {
 		x = &Error{Key: r.key, Err: fmt.Errorf("%w: %v", ErrReauthRequired, cause)}
 	}
 	cur := r.ent.cur.Load()
-	r.ent.publish(&snapshot{tok: tok, state: latched, err: x, recheckAt: time.Now().Add(reauthRecheck)})
+	l := &snapshot{tok: tok, state: latched, why: x}
+	l.refreshAt.Store(mono() + int64(reauthRecheck))
+	r.e.publish(r.ent, l)
 	if cur != nil && cur.state == latched {
 		r.ev.Repeated = true
 		return nil, x // still latched: already reported

@@ -1,6 +1,7 @@
 package refresh
 
 import (
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -8,54 +9,106 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// entry is the state of one key.
+// entry is the state of one key. It is kept small (64 bytes): a million
+// keys hold a million of them. What only a key in trouble needs lives in
+// x.
 type entry struct {
+	key string // set once, before the entry is in the table
+
 	// cur is the token in use, nil until the key is first loaded. A
-	// published snapshot's token never changes (only its due flag and
-	// timer do); a new token comes in a new snapshot, so pointer identity
-	// is the token's generation.
+	// published snapshot's token never changes (only its due flag does); a
+	// new token comes in a new snapshot, so pointer identity is the token's
+	// generation.
 	cur atomic.Pointer[snapshot]
 
-	mu sync.Mutex // serializes refreshes, SetToken and saves of this key
+	// stored is the key's token in the engine's own store (see ownStore),
+	// used when Config.Store is nil; nil otherwise, or if it has none.
+	stored atomic.Pointer[oauth2.Token]
 
+	mu sync.Mutex // serializes refreshes, SetToken, saves and removal of this key
+
+	// seen is the token last known to be in the store (nil: none), the
+	// "old" of a compare-and-swap save; valid when seenOK. It is shared with
+	// the snapshot of the same token: tokens are never modified once
+	// published. Guarded by mu.
+	seen *oauth2.Token
+
+	// x holds what a key in trouble needs: a token whose save is pending,
+	// a cooldown, a pause. Nil for a key that has none.
+	x atomic.Pointer[trouble]
+
+	// idle is set by the idle sweep and cleared by every use of the key
+	// (see sweep.go): a key still idle at the next sweep is evicted.
+	idle atomic.Bool
+
+	seenOK bool // guarded by mu
+	gone   bool // removed from the engine: callers look the key up again; guarded by mu
+}
+
+// trouble is the state of a key whose save failed, whose refresh failed
+// moments ago, or whose refreshed tokens the API rejects.
+type trouble struct {
 	// pending is the newest token of the key while it is not known to be
 	// in the store: set as soon as a refresh returns it (so that nothing
 	// that fails afterwards can lose it), published once its save was
 	// tried, and cleared when a save succeeds or the store turns out to
 	// hold someone else's newer token. While it is set the store is behind
-	// memory and must not be trusted for this key. Guarded by mu.
+	// memory and must not be trusted for this key. Guarded by entry.mu.
 	pending *snapshot
 
 	// tried lists the tokens this engine tried to save since the store
 	// last confirmed one (pending's is the last): a token of these found
 	// in the store is ours, not a peer's newer one (see ours). Nil while
-	// nothing is pending. Guarded by mu.
+	// nothing is pending. Guarded by entry.mu.
 	tried []*oauth2.Token
 
 	// held is the unlock of the key's cross-process lock, kept from the
 	// flight whose save failed until pending is saved, so that no other
 	// process spends the store's older refresh token meanwhile. The next
 	// flight of this engine takes it over (the store's locks are not
-	// reentrant). Set only while pending is. Guarded by mu.
+	// reentrant). Set only while pending is. Guarded by entry.mu.
 	held func()
 
 	// After a temporary failure, no refresh before coolUntil; coolErr is
-	// the failure. Guarded by mu.
+	// the failure. Guarded by entry.mu.
 	coolUntil time.Time
 	coolErr   *Error
-
-	// seen is the token last known to be in the store (nil: none), the
-	// "old" of a compare-and-swap save; valid when seenOK. Guarded by mu.
-	seen   *oauth2.Token
-	seenOK bool
 
 	// pausedUntil (Unix nanoseconds) and strikes: while refreshed tokens
 	// of the key are rejected before the API ever accepts one, rejections
 	// are not refreshed until pausedUntil (see pause.go).
 	pausedUntil atomic.Int64
 	strikes     atomic.Int32
+}
 
-	stats *gauges // the engine's
+// trouble returns ent.x, creating it if needed.
+func (ent *entry) trouble() *trouble {
+	if x := ent.x.Load(); x != nil {
+		return x
+	}
+	ent.x.CompareAndSwap(nil, new(trouble))
+	return ent.x.Load()
+}
+
+// pending returns the key's token whose save is pending, or nil. Called
+// with ent.mu held.
+func (ent *entry) pending() *snapshot {
+	if x := ent.x.Load(); x != nil {
+		return x.pending
+	}
+	return nil
+}
+
+// tidy drops ent.x once the key is out of trouble, so that a million keys
+// that once had a failure do not keep its memory. A strike counted at the
+// same moment may be lost: one more refresh before a pause. Called with
+// ent.mu held.
+func (ent *entry) tidy() {
+	x := ent.x.Load()
+	if x != nil && x.pending == nil && x.held == nil && !time.Now().Before(x.coolUntil) &&
+		x.strikes.Load() == 0 && x.pausedUntil.Load() == 0 {
+		ent.x.CompareAndSwap(x, nil)
+	}
 }
 
 // state is what a snapshot's token can be used for.
@@ -72,56 +125,90 @@ const (
 	// refreshed again before its expiry, which would loop.
 	unusable
 	// latched: refreshing cannot help (ErrReauthRequired, ErrClientConfig)
-	// until the key gets a new token; the store is read again at recheckAt.
+	// until the key gets a new token; the store is read again at
+	// refreshAt.
 	latched
+	// closed: the engine is closed.
+	closed
+)
+
+// What a snapshot's due flag says.
+const (
+	notDue  uint32 = iota // the token is not due for refresh yet
+	due                   // it is: the next request starts an early refresh
+	renewed               // an early refresh of it has been started
 )
 
 // snapshot is one published token of a key with what the hot path needs.
+// It is kept small (64 bytes), one per key.
 type snapshot struct {
-	tok   *oauth2.Token // private copy; nil only when latched without a token
-	state state
+	// tok is a private copy, nil only when latched without a token. Its
+	// AccessToken shares the bytes of hdr[0]. It is never modified.
+	tok *oauth2.Token
 
-	// auth is the Authorization header value, shared read-only by all
+	// hdr holds the Authorization header value, shared read-only by all
 	// requests; set only when sendable.
-	auth []string
+	hdr [1]string
 
-	// err says why the token cannot be sent: ErrInvalidToken when
-	// unsendable or unusable, the latch when latched.
-	err error
+	// why says why the token cannot be sent when latched (the latch) or
+	// unsendable or unusable (ErrInvalidToken).
+	why *Error
 
-	refreshAt time.Time // sendable: when to refresh proactively; zero: only on 401
-	recheckAt time.Time // latched: when the store may be read again
+	// refreshAt (monotonic, see mono) is when to refresh a sendable token
+	// proactively, 0 for only on a 401; when a latched key may read the
+	// store again.
+	refreshAt atomic.Int64
 
-	// due is set by timer at refreshAt, so that the hot path reads a flag
-	// instead of the clock. The timer runs on the monotonic clock: after
-	// a machine's sleep it may fire late, and the API's 401 then triggers
-	// the refresh instead.
-	due   atomic.Bool
-	timer *time.Timer // guarded by entry.mu; stopped when s is replaced
-
-	// refreshed is when a refresh of this engine returned tok (zero for a
-	// token from the store or SetToken), and mark what the API made of it
-	// (untested, accepted, struck): a refreshed token that the API rejects
-	// before it ever accepted it says refreshing does not help (see
-	// pause.go).
-	refreshed time.Time
+	// refreshed is when a refresh of this engine returned tok (monotonic;
+	// 0 for a token from the store or SetToken), and mark what the API
+	// made of it (untested, accepted, struck): a refreshed token that the
+	// API rejects before it ever accepted it says refreshing does not help
+	// (see pause.go).
+	refreshed int64
 	mark      atomic.Uint32
+
+	// due is set by the engine's schedule at refreshAt, so that the hot
+	// path reads a flag instead of the clock (notDue, due, renewed).
+	due  atomic.Uint32
+	slot int32 // 1 + index in the schedule's heap, 0 if not in it; guarded by schedule.mu
+
+	state state
 }
 
 // usable reports whether the published snapshot s can be sent as is. It is
 // the whole cost of the hot path: no lock, no clock, no allocation.
 func (s *snapshot) usable() bool {
-	return s != nil && s.state == sendable && !s.due.Load()
+	return s != nil && s.state == sendable && s.due.Load() == notDue
+}
+
+// auth is the Authorization header's value slice; it shares s.hdr.
+func (s *snapshot) auth() []string { return s.hdr[:] }
+
+// valid reports whether s can still be sent at now: it is sendable and
+// not expired. A due token is valid until its expiry.
+func (s *snapshot) valid(now time.Time) bool {
+	return s != nil && s.state == sendable && (s.tok.Expiry.IsZero() || now.Before(s.tok.Expiry))
 }
 
 // fresh is usable for a snapshot that is not published yet.
 func (s *snapshot) fresh() bool {
-	return s.state == sendable && (s.refreshAt.IsZero() || time.Now().Before(s.refreshAt))
+	return s.state == sendable && (s.refreshAt.Load() == 0 || mono() < s.refreshAt.Load())
 }
 
-// holds reports whether s is a latch that still holds at now.
-func (s *snapshot) holds(now time.Time) bool {
-	return s != nil && s.state == latched && now.Before(s.recheckAt)
+// holds reports whether s is a latch that still holds.
+func (s *snapshot) holds() bool {
+	return s != nil && s.state == latched && mono() < s.refreshAt.Load()
+}
+
+// err is why s cannot be sent, for a snapshot that is not sendable.
+func (s *snapshot) err(key string) *Error {
+	switch {
+	case s.why != nil:
+		return s.why
+	case s.state == closed:
+		return &Error{Key: key, Err: ErrClosed}
+	}
+	return &Error{Key: key, Err: ErrInvalidToken}
 }
 
 // replaced returns the key's current snapshot if it replaced s and can be
@@ -134,64 +221,76 @@ func (ent *entry) replaced(s *snapshot) *snapshot {
 	return nil
 }
 
-// postpone re-arms the refresh timer of the current snapshot s after a
-// failed early refresh: halfway to its expiry, at most earlyRetry ahead.
+// publish makes s the current snapshot of ent and schedules its refresh.
 // Called with ent.mu held.
-func (ent *entry) postpone(s *snapshot) {
-	d := min(time.Until(s.tok.Expiry)/2, earlyRetry)
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	s.due.Store(false)
-	s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
-}
-
-// publish makes s the current snapshot of ent and arms its refresh timer.
-// Called with ent.mu held.
-func (ent *entry) publish(s *snapshot) {
-	if !s.refreshAt.IsZero() && s.state == sendable {
-		if d := time.Until(s.refreshAt); d > 0 {
-			s.timer = time.AfterFunc(d, func() { s.due.Store(true) })
-		} else {
-			s.due.Store(true)
-		}
-	}
+func (e *Engine) publish(ent *entry, s *snapshot) {
 	old := ent.cur.Swap(s)
-	if old != nil && old.timer != nil {
-		old.timer.Stop()
+	if old != nil {
+		e.sched.remove(old)
 	}
-	ent.stats.published(old, s)
+	if s.refreshAt.Load() != 0 && s.state == sendable {
+		e.sched.add(s)
+	}
+	e.stats.published(old, s)
 }
 
-// newSnapshot prepares t, from the store or SetToken, for the hot path. An
-// access token that cannot be sent leaves the snapshot unsendable: its
-// refresh token may mend it.
+// postpone schedules the refresh of the current snapshot s again after an
+// early refresh that failed or found another process refreshing: halfway
+// to its expiry, at most earlyRetry ahead. Called with ent.mu held.
+func (e *Engine) postpone(s *snapshot) {
+	e.sched.remove(s)
+	d := min(time.Until(s.tok.Expiry)/2, earlyRetry)
+	s.refreshAt.Store(mono() + int64(max(d, time.Millisecond)))
+	s.due.Store(notDue)
+	e.sched.add(s)
+}
+
+// newSnapshot prepares t, a private copy from the store or SetToken that
+// nobody else sees yet, for the hot path. An access token that cannot be
+// sent leaves the snapshot unsendable: its refresh token may mend it.
 func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
 	s := &snapshot{tok: t}
-	if !t.Expiry.IsZero() {
-		// Clamp the skew to half the lifetime. When the lifetime is not
-		// known (a stored token without expires_in), the time left is a
-		// lower bound of it.
-		life := time.Duration(t.ExpiresIn) * time.Second
-		if life <= 0 {
-			life = time.Until(t.Expiry)
-		}
-		skew := min(e.skew, life/2)
-		s.refreshAt = t.Expiry.Add(-max(skew, 0))
+	if at := e.refreshTime(t); !at.IsZero() {
+		// Jitter: up to half the skew earlier, so that the keys of a
+		// fleet, and its processes, do not all refresh at once.
+		early := time.Until(at) - rand.N(e.skewOf(t)/2+1)
+		s.refreshAt.Store(max(mono()+int64(early), 1))
 	}
 	typ := t.Type()
 	if t.AccessToken == "" || !headerSafe(t.AccessToken) || !headerSafe(typ) {
-		s.state, s.err = unsendable, &Error{Key: key, Err: ErrInvalidToken}
+		s.state, s.why = unsendable, &Error{Key: key, Err: ErrInvalidToken}
 		return s
 	}
-	s.auth = []string{typ + " " + t.AccessToken}
+	// One copy of the access token: the header value's.
+	s.hdr[0] = typ + " " + t.AccessToken
+	t.AccessToken = s.hdr[0][len(typ)+1:]
 	return s
+}
+
+// refreshTime is when the engine refreshes t before its expiry, without
+// the jitter: its expiry minus the skew. Zero for never.
+func (e *Engine) refreshTime(t *oauth2.Token) time.Time {
+	if t.Expiry.IsZero() {
+		return time.Time{}
+	}
+	return t.Expiry.Add(-e.skewOf(t))
+}
+
+// skewOf is the configured skew clamped to half t's lifetime. When the
+// lifetime is not known (a stored token without expires_in), the time left
+// is a lower bound of it.
+func (e *Engine) skewOf(t *oauth2.Token) time.Duration {
+	life := time.Duration(t.ExpiresIn) * time.Second
+	if life <= 0 {
+		life = time.Until(t.Expiry)
+	}
+	return max(min(e.skew, life/2), 0)
 }
 
 // refreshedSnapshot is newSnapshot for t, which a refresh just returned.
 func (e *Engine) refreshedSnapshot(key string, t *oauth2.Token) *snapshot {
 	s := e.newSnapshot(key, t)
-	s.refreshed = time.Now()
+	s.refreshed = mono()
 	if s.state == unsendable {
 		s.state = unusable
 	}
@@ -208,3 +307,15 @@ func headerSafe(v string) bool {
 	}
 	return true
 }
+
+// monoBase is the origin of mono.
+var monoBase = time.Now()
+
+// mono returns the monotonic clock's time in nanoseconds, since monoBase
+// plus monoOffset: refresh times do not move when the wall clock is set,
+// and 0 can mean "none". The offset keeps it positive where time.Now is
+// earlier than monoBase: in a testing/synctest bubble, whose clock starts
+// in 2000.
+func mono() int64 { return int64(time.Since(monoBase)) + monoOffset }
+
+const monoOffset = 1 << 62 // 146 years

@@ -38,14 +38,13 @@ type gauges struct {
 	keys, reauth, pending atomic.Int64
 }
 
-func (e *Engine) newEntry() *entry {
-	return &entry{stats: &e.stats}
-}
-
 // published counts the replacement of old by s as the key's snapshot.
 func (g *gauges) published(old, s *snapshot) {
 	if old == nil {
 		g.keys.Add(1)
+	}
+	if s == nil {
+		g.keys.Add(-1) // removed
 	}
 	if awaitsLogin(old) != awaitsLogin(s) {
 		if awaitsLogin(s) {
@@ -57,5 +56,5 @@ func (g *gauges) published(old, s *snapshot) {
 }
 
 func awaitsLogin(s *snapshot) bool {
-	return s != nil && s.state == latched && errors.Is(s.err, ErrReauthRequired)
+	return s != nil && s.state == latched && errors.Is(s.why, ErrReauthRequired)
 }

@@ -74,7 +74,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	resp, err := base.RoundTrip(authorize(req, s.auth))
+	resp, err := base.RoundTrip(authorize(req, s.auth()))
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	// Round 0 may refresh; round 1 may follow a token that replaced the
 	// refreshed one meanwhile (another process rotated it: servers such as
@@ -105,7 +105,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // resend sends req again with the token of s and discards prev. If the body
 // cannot be had again, it returns prev untouched.
 func resend(base http.RoundTripper, req *http.Request, prev *http.Response, s *snapshot) (*http.Response, error) {
-	r := authorize(req, s.auth)
+	r := authorize(req, s.auth())
 	if req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
