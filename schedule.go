@@ -125,7 +125,9 @@ func (q *schedule) len() int {
 	return len(q.heap)
 }
 
-func (q *schedule) less(i, j int) bool { return q.heap[i].refreshAt.Load() < q.heap[j].refreshAt.Load() }
+func (q *schedule) less(i, j int) bool {
+	return q.heap[i].refreshAt.Load() < q.heap[j].refreshAt.Load()
+}
 
 func (q *schedule) swap(i, j int) {
 	q.heap[i], q.heap[j] = q.heap[j], q.heap[i]
