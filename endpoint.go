@@ -36,8 +36,11 @@ type Endpoint interface {
 }
 
 // A Revoker is an [Endpoint] that can revoke a token at the authorization
-// server (RFC 7009), for [Engine.Logout]. [FormEndpoint] is one when its
-// RevocationURL is set.
+// server (RFC 7009), for [Engine.Logout]. [*FormEndpoint] is one; it can
+// revoke only when its RevocationURL is set, so the type alone does not
+// tell: Revoke returns an error wrapping [ErrNoRevocation] when the
+// endpoint cannot revoke, at once and without a request, and a caller
+// then skips revocation. [*JSONEndpoint] is not a Revoker.
 type Revoker interface {
 	Endpoint
 
@@ -46,6 +49,8 @@ type Revoker interface {
 	// whole grant, access tokens included, where they can. A token the
 	// server does not know counts as revoked (RFC 7009 §2.2). A failure
 	// is an *Error; Temporary reports whether trying again may help.
+	// Revoke returns an error wrapping ErrNoRevocation when the endpoint
+	// cannot revoke.
 	Revoke(ctx context.Context, tok *oauth2.Token) error
 }
 
@@ -63,10 +68,16 @@ func (f EndpointFunc) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.T
 // It never follows redirects (they would carry the refresh token and the
 // client secret elsewhere), refuses http:// URLs except to loopback hosts
 // unless AllowHTTP is set, reads at most 1 MiB of the response, and sends the
-// refresh token once per call.
+// refresh token once per call. With a RevocationURL it revokes tokens too
+// ([FormEndpoint.Revoke]), with the same care.
 type FormEndpoint struct {
 	// TokenURL is the token endpoint. Required.
 	TokenURL string
+	// RevocationURL is the token revocation endpoint (RFC 7009), for
+	// Revoke. Optional: empty means the endpoint cannot revoke, and
+	// Revoke returns an error wrapping ErrNoRevocation. It is checked as
+	// TokenURL is, and gets the same client authentication and Header.
+	RevocationURL string
 	// ClientID identifies the client. Optional for servers that do not
 	// need it.
 	ClientID string
@@ -87,9 +98,9 @@ type FormEndpoint struct {
 	// HTTPClient sends the request. Optional: nil means a client over
 	// http.DefaultTransport. Its redirect policy is replaced.
 	HTTPClient *http.Client
-	// AllowHTTP permits an http:// TokenURL to a host that is not
-	// loopback. Optional; the refresh token and the secret then cross the
-	// network in clear text. Config.OAuth2 has no such option: set
+	// AllowHTTP permits an http:// TokenURL or RevocationURL to a host
+	// that is not loopback. Optional; the refresh token and the secret
+	// then cross the network in clear text. Config.OAuth2 has no such option: set
 	// Config.Endpoint to a FormEndpoint with the same settings instead.
 	AllowHTTP bool
 	// KeepExtra names the members of the token response to keep in the
@@ -156,6 +167,11 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 func (f *FormEndpoint) validate() error {
 	if err := checkURL("token endpoint URL", f.TokenURL, f.AllowHTTP, "set FormEndpoint.AllowHTTP"); err != nil {
 		return err
+	}
+	if f.RevocationURL != "" {
+		if err := checkURL("revocation endpoint URL", f.RevocationURL, f.AllowHTTP, "set FormEndpoint.AllowHTTP"); err != nil {
+			return err
+		}
 	}
 	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
 		return errors.New("FormEndpoint.Auth must be AuthInBody, AuthBasic or AuthBasicRaw when a ClientSecret is set")
