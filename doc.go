@@ -90,5 +90,6 @@
 // non-HTTP clients. The token endpoint is reached through the [Endpoint]
 // interface: [FormEndpoint] is the standard grant with every client
 // authentication style, [JSONEndpoint] serves APIs that want a JSON body,
-// and any other dialect can plug in.
+// and any other dialect can plug in. A [Revoker] also revokes tokens (RFC
+// 7009): [FormEndpoint.Revoke], given a RevocationURL.
 package refresh

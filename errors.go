@@ -25,7 +25,8 @@ var ErrReauthRequired = errors.New("refresh: re-authentication required")
 // the token: OAuth errors "invalid_client", "unauthorized_client",
 // "unsupported_grant_type" or "invalid_scope"; a 401, 403, 404, 405 or a
 // redirect without an OAuth error code (wrong URL); or a configuration this
-// package refuses (an http:// URL, say).
+// package refuses (an http:// URL, say). The errors of [Revoker.Revoke] wrap
+// it too when the revocation endpoint refuses the client so.
 // The refresh token is not sent again until the key gets a new token; fix
 // the configuration.
 var ErrClientConfig = errors.New("refresh: token endpoint rejected the client configuration")
@@ -43,17 +44,26 @@ var ErrClosed = errors.New("refresh: engine closed")
 // newest token could not be saved to the store.
 var ErrNotSaved = errors.New("refresh: the newest token could not be saved; it is lost when the process exits")
 
-// Error describes a failed refresh. It never holds a token or a secret, nor
-// the raw response body of the token endpoint.
+// ErrNoRevocation is wrapped by the error of [Revoker.Revoke] when the
+// endpoint cannot revoke tokens at all, such as a [FormEndpoint] without a
+// RevocationURL: nothing was sent, and trying again cannot help. A caller
+// that revokes where it can (a logout) skips revocation then, rather than
+// fail.
+var ErrNoRevocation = errors.New("refresh: the endpoint cannot revoke tokens (no revocation URL)")
+
+// Error describes a failed refresh, or a failed revocation ([Revoker]). It
+// never holds a token or a secret, nor the raw response body of the token
+// or revocation endpoint.
 //
 // Use [errors.Is] with [ErrReauthRequired] to learn whether the user must log
 // in again, and [errors.As] with *Error for the details.
 type Error struct {
-	// Key is the token key whose refresh failed.
+	// Key is the token key whose refresh or revocation failed; an
+	// endpoint's own errors have none until the engine sets it.
 	Key string
-	// StatusCode is the token endpoint's HTTP status, or 0 if no response
-	// came back (network error, timeout) or the failure was not the
-	// endpoint's.
+	// StatusCode is the token (or revocation) endpoint's HTTP status, or
+	// 0 if no response came back (network error, timeout) or the failure
+	// was not the endpoint's.
 	StatusCode int
 	// Code is the OAuth "error" code of the response (RFC 6749 §5.2), such
 	// as "invalid_grant"; empty if the response had none.
@@ -77,6 +87,7 @@ type Error struct {
 
 	temporary     bool
 	malformedCode bool // the server's code was dropped (see Error.clean)
+	revocation    bool // of a revocation: classified by revocationError, not classify
 }
 
 // Error returns a message that starts with "refresh:".
@@ -84,9 +95,15 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("refresh: key ")
 	b.WriteString(strconv.Quote(e.Key))
+	endpoint, failed := "token endpoint", "refresh failed"
+	if e.revocation {
+		endpoint, failed = "revocation endpoint", "revocation failed"
+	}
 	switch {
 	case e.StatusCode != 0 || e.Code != "":
-		b.WriteString(": token endpoint answered")
+		b.WriteString(": ")
+		b.WriteString(endpoint)
+		b.WriteString(" answered")
 		if e.StatusCode != 0 {
 			b.WriteString(" HTTP ")
 			b.WriteString(strconv.Itoa(e.StatusCode))
@@ -108,7 +125,8 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 		b.WriteString(strings.TrimPrefix(e.Err.Error(), "refresh: "))
 	default:
-		b.WriteString(": refresh failed")
+		b.WriteString(": ")
+		b.WriteString(failed)
 	}
 	return b.String()
 }
@@ -258,6 +276,9 @@ func classify(key string, err error, base *oauth2.Token) *Error {
 	x.Key = key
 	netErr := x.StatusCode == 0 && isNetError(x.Err)
 	x.clean(tokenSecrets(base)...)
+	if x.revocation {
+		return x // the token endpoint's table below is not a revocation's
+	}
 	if x.Err == nil {
 		x.Err = refusal(x)
 	}
@@ -279,7 +300,7 @@ func refusal(x *Error) error {
 		return errRedirect
 	case x.Code == "invalid_grant":
 		return ErrReauthRequired
-	case x.Code == "invalid_client", x.Code == "unauthorized_client", x.Code == "unsupported_grant_type", x.Code == "invalid_scope":
+	case clientCode(x.Code):
 		return ErrClientConfig
 	case x.Code != "":
 		return nil // invalid_request and others: not retried, no latch of their own
@@ -295,4 +316,14 @@ func refusal(x *Error) error {
 		return ErrClientConfig // the client is refused, or the URL is wrong
 	}
 	return nil
+}
+
+// clientCode reports whether an OAuth error code refuses the client rather
+// than the token: a configuration to fix (see ErrClientConfig).
+func clientCode(code string) bool {
+	switch code {
+	case "invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_scope":
+		return true
+	}
+	return false
 }

@@ -117,6 +117,45 @@ func ExampleErrReauthRequired() {
 	// token requests: 1
 }
 
+// At logout, revoke the token at the server (RFC 7009), so that a copy of
+// it left anywhere is worthless: revoking the refresh token ends its whole
+// grant. An endpoint without a RevocationURL says it cannot revoke.
+func ExampleFormEndpoint_Revoke() {
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
+	ep := &refresh.FormEndpoint{TokenURL: srv.TokenURL, RevocationURL: srv.RevocationURL,
+		ClientID: refreshtest.DefaultClientID, ClientSecret: refreshtest.DefaultClientSecret, Auth: refresh.AuthInBody}
+	eng, _ := refresh.New(refresh.Config{Endpoint: ep})
+	ctx := context.Background()
+	tok := srv.Token()
+	eng.SetToken(ctx, refresh.DefaultKey, tok)
+
+	err := ep.Revoke(ctx, tok)
+	var rerr *refresh.Error
+	switch {
+	case errors.Is(err, refresh.ErrNoRevocation):
+		fmt.Println("this server cannot revoke")
+	case errors.As(err, &rerr) && rerr.Temporary():
+		fmt.Println("try again later")
+	case err != nil:
+		fmt.Println("revocation refused:", rerr.Code)
+	default:
+		fmt.Println("revoked")
+	}
+
+	_, err = eng.Client(nil).Get(srv.URL + "/v2/account") // the access token is revoked too
+	fmt.Println("re-authentication required:", errors.Is(err, refresh.ErrReauthRequired))
+	fmt.Println("revocations:", srv.Stats().Revocations)
+
+	noURL := &refresh.FormEndpoint{TokenURL: srv.TokenURL}
+	fmt.Println("without RevocationURL:", errors.Is(noURL.Revoke(ctx, tok), refresh.ErrNoRevocation))
+	// Output:
+	// revoked
+	// re-authentication required: true
+	// revocations: 1
+	// without RevocationURL: true
+}
+
 // loggingStore is a custom TokenStore: here it wraps another store and
 // reports what happens, without printing token values.
 type loggingStore struct {

@@ -1,8 +1,10 @@
 package refresh
 
-// Redirects: the token follows a redirect only to the same origin.
+// Redirects: the token follows a redirect only to the same origin; the
+// token and revocation endpoints' redirects are never followed.
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -219,5 +221,30 @@ func TestSameOrigin(t *testing.T) {
 				t.Errorf("sameOrigin(%s) = %v, want %v", tc.req.URL, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRedirectNotFollowed: a token or revocation endpoint that redirects
+// gets no second request at the new location, so neither a token nor the
+// client secret goes there.
+func TestRedirectNotFollowed(t *testing.T) {
+	target := fixed(200, nil, "")
+	targetURL := target.url(t)
+	from := (&scripted{answer: func(r *http.Request, _ int) *http.Response {
+		return response(r, http.StatusTemporaryRedirect, http.Header{"Location": {targetURL}}, "")
+	}}).url(t)
+	ep := &FormEndpoint{TokenURL: from, RevocationURL: from, ClientID: "id", ClientSecret: "s", Auth: AuthInBody}
+	e, _ := New(Config{Endpoint: ep})
+	e.SetToken(t.Context(), "", &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
+	_, refreshErr := e.Refresh(t.Context(), "", nil)
+	revokeErr := ep.Revoke(t.Context(), &oauth2.Token{AccessToken: "a", RefreshToken: "r"})
+	for _, err := range []error{refreshErr, revokeErr} {
+		var x *Error
+		if !errors.As(err, &x) || x.StatusCode != 307 || x.Temporary() || !errors.Is(err, ErrClientConfig) {
+			t.Errorf("err = %v, want a final 307 *Error wrapping ErrClientConfig", err)
+		}
+	}
+	if n := target.count(); n != 0 {
+		t.Errorf("redirect target got %d requests, want 0", n)
 	}
 }

@@ -59,13 +59,28 @@
 // included (Options.LenientReuse turns that off). Each [Server.Token] call
 // starts a grant, so a multi-user test makes one per user.
 //
+// # The revocation endpoint
+//
+// [Server.RevocationURL] (Options.RevocationPath, "/revoke" by default, on
+// the token endpoint's host) takes RFC 7009 revocation requests: a form
+// POST of token and an optional token_type_hint, checked as strictly as
+// token requests, the client's credentials included (it takes a form even
+// with Options.JSON). A refresh token revokes its whole grant: every
+// refresh token of it, spent or not, then gets invalid_grant and the API
+// answers 401 to its access tokens. An access token is revoked alone. An
+// unknown token is answered 200 as well (RFC 7009 §2.2), and
+// Options.RevokeRefreshTokensOnly refuses access tokens with
+// unsupported_token_type. Stats.RevocationRequests and Stats.Revocations
+// count the requests and the tokens they revoked.
+//
 // # Failures
 //
-// [Faults] add latency to token requests and make a share of them fail: 503,
-// 429 with Retry-After, a reset connection, no answer at all, an HTML or a
-// 2 MiB error page, or a body that never ends. With Faults.AfterGrant the
-// refresh happens but its answer is lost. [Server.SetFaults] changes them
-// while the server runs. The revocation methods end tokens early:
+// [Faults] add latency to token and revocation requests and make a share of
+// them fail: 503, 429 with Retry-After, a reset connection, no answer at
+// all, an HTML or a 2 MiB error page, or a body that never ends. With
+// Faults.AfterGrant the refresh (or the revocation) happens but its answer
+// is lost. [Server.SetFaults] changes them while the server runs. The
+// revocation methods end tokens early, without a request:
 // [Server.RevokeAccessTokens] (the API rejects them; one refresh cures it),
 // [Server.RevokeGrants] (the user revoked the application) and
 // [Server.Revoke] (one token); [Server.RefuseRefreshTokens] makes refresh

@@ -15,7 +15,7 @@ const (
 	slowBodyPeriod = 50 * time.Millisecond
 )
 
-// fault answers a token request with f.Kind.
+// fault answers a token or revocation request with f.Kind.
 func (s *Server) fault(w http.ResponseWriter, r *http.Request, f Faults) {
 	switch f.Kind {
 	case FaultUnavailable, FaultTooManyRequests:
@@ -143,20 +143,21 @@ func (f Fault) String() string {
 	return fmt.Sprintf("Fault(%d)", int(f))
 }
 
-// Faults inject failures into token requests (never into the protected
-// API). The zero value injects none.
+// Faults inject failures into token requests and revocation requests
+// (never into the protected API): the two endpoints are one server, failing
+// together, and share one count of Rate. The zero value injects none.
 type Faults struct {
-	// Latency delays the handling of every token request. A request whose
-	// client gives up during the delay is still handled when it ends, as
-	// real servers do: a refresh can be granted, its refresh token spent,
-	// without the client ever seeing the answer.
+	// Latency delays the handling of every token and revocation request.
+	// A request whose client gives up during the delay is still handled
+	// when it ends, as real servers do: a refresh can be granted, its
+	// refresh token spent, without the client ever seeing the answer.
 	Latency time.Duration
 
-	// Rate is the share of token requests answered with Kind rather than
+	// Rate is the share of requests answered with Kind rather than
 	// handled, from 0 (none) to 1 (all). The choice is deterministic, in
-	// order of arrival: with Rate 0.5 the 1st, 3rd, 5th… requests fail;
-	// with Rate 0.25 the 1st, 5th, 9th…; [Server.SetFaults] starts the
-	// count again.
+	// order of arrival (token and revocation requests in one count): with
+	// Rate 0.5 the 1st, 3rd, 5th… requests fail; with Rate 0.25 the 1st,
+	// 5th, 9th…; [Server.SetFaults] starts the count again.
 	Rate float64
 
 	// Kind is the failure. Optional: the zero value is FaultUnavailable.
@@ -168,9 +169,10 @@ type Faults struct {
 
 	// AfterGrant handles a failing request first and then replaces its
 	// answer with the fault: a refresh is granted (the refresh token spent,
-	// the new tokens valid) but the client never sees it, as when a
-	// gateway times out or a connection drops after the server committed.
-	// Optional: by default a failing request is not handled at all.
+	// the new tokens valid), or a token revoked, but the client never sees
+	// it, as when a gateway times out or a connection drops after the
+	// server committed. Optional: by default a failing request is not
+	// handled at all.
 	AfterGrant bool
 }
 

@@ -60,7 +60,18 @@ func do(t *testing.T, c *http.Client, req *http.Request) reply {
 // edits.
 func formRequest(t *testing.T, srv *refreshtest.Server, form url.Values, edits ...func(*http.Request)) *http.Request {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.TokenURL, strings.NewReader(form.Encode()))
+	return postForm(t, srv.TokenURL, form, edits...)
+}
+
+// revocationRequest is formRequest to the revocation endpoint.
+func revocationRequest(t *testing.T, srv *refreshtest.Server, form url.Values, edits ...func(*http.Request)) *http.Request {
+	t.Helper()
+	return postForm(t, srv.RevocationURL, form, edits...)
+}
+
+func postForm(t *testing.T, target string, form url.Values, edits ...func(*http.Request)) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal(err)
 	}

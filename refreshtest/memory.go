@@ -14,8 +14,9 @@ import (
 
 // Transport returns an http.RoundTripper that serves the server in memory,
 // without a connection: a request to the host of URL goes to the protected
-// API, one to the host of TokenURL to the token endpoint, with the same
-// checks, answers, faults, events and Stats as over the network. Each
+// API, one to the host of TokenURL to the token or the revocation endpoint,
+// with the same checks, answers, faults, events and Stats as over the
+// network. Each
 // request is handled on a goroutine of its own, and the answer's body is
 // streamed from it, so that FaultSlowBody and FaultHang behave as they do
 // on a network; FaultReset, and a request abandoned by Close, make the
@@ -42,7 +43,7 @@ func (m memTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	case hostOf(m.s.api.URL):
 		h = m.s.serveAPI
 	case hostOf(m.s.token.URL):
-		h = m.s.serveToken
+		h = m.s.serveAuth
 	}
 	if h == nil || r.URL.Scheme != "http" {
 		if r.Body != nil {

@@ -205,6 +205,16 @@ type Options struct {
 	// empty means "/token".
 	TokenPath string
 
+	// RevocationPath is the path of the revocation endpoint (RFC 7009) on
+	// the server of the token endpoint. Optional: empty means "/revoke".
+	RevocationPath string
+
+	// RevokeRefreshTokensOnly makes the revocation endpoint refuse access
+	// tokens with unsupported_token_type (RFC 7009 §2.2.1), as a server
+	// that can revoke only refresh tokens does: an access token it issued,
+	// or an unknown token with token_type_hint access_token. Optional.
+	RevokeRefreshTokensOnly bool
+
 	// JSON switches the token endpoint to a JSON dialect. Optional: nil
 	// means the standard form POST of RFC 6749 §6. With a JSON dialect the
 	// client credentials, Auth, Public and Scope are not checked.
@@ -283,11 +293,12 @@ type JSONDialect struct {
 }
 
 const (
-	defaultLifetime  = time.Hour
-	defaultGrace     = 30 * time.Second
-	defaultTokenPath = "/token"
-	defaultJSONField = "refresh_token"
-	defaultTokenType = "bearer"
+	defaultLifetime   = time.Hour
+	defaultGrace      = 30 * time.Second
+	defaultTokenPath  = "/token"
+	defaultRevocation = "/revoke"
+	defaultJSONField  = "refresh_token"
+	defaultTokenType  = "bearer"
 )
 
 // normalize checks o and fills in its defaults.
@@ -331,6 +342,15 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.TokenPath[0] != '/' {
 		return o, fmt.Errorf("Options.TokenPath %q does not start with /", o.TokenPath)
+	}
+	if o.RevocationPath == "" {
+		o.RevocationPath = defaultRevocation
+	}
+	switch {
+	case o.RevocationPath[0] != '/':
+		return o, fmt.Errorf("Options.RevocationPath %q does not start with /", o.RevocationPath)
+	case o.RevocationPath == o.TokenPath:
+		return o, fmt.Errorf("Options.RevocationPath is Options.TokenPath (%q)", o.TokenPath)
 	}
 	if o.JSON != nil {
 		j := *o.JSON

@@ -506,19 +506,23 @@ func TestClientAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.ClientID, tc.opts.ClientSecret = id, secret
 			srv := newServer(t, tc.opts)
+			// The revocation endpoint authenticates the client exactly
+			// as the token endpoint does.
 			for _, v := range all {
 				tok := srv.Token()
 				f := v.form(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}})
-				r := do(t, nil, formRequest(t, srv, f, v.header))
-				want, wantStatus := "invalid_client", 401
-				switch {
-				case v.name == tc.ok.name:
-					want, wantStatus = "", 200
-				case v.name == vBoth.name || v.name == vBasicAndID.name:
-					want, wantStatus = "invalid_request", 400 // two methods at once
-				}
-				if r.status != wantStatus || r.code() != want {
-					t.Errorf("%s: got %d %s, want %d %q", v.name, r.status, r.body, wantStatus, want)
+				rf := v.form(url.Values{"token": {srv.Token().RefreshToken}})
+				for _, r := range []reply{do(t, nil, formRequest(t, srv, f, v.header)), do(t, nil, revocationRequest(t, srv, rf, v.header))} {
+					want, wantStatus := "invalid_client", 401
+					switch {
+					case v.name == tc.ok.name:
+						want, wantStatus = "", 200
+					case v.name == vBoth.name || v.name == vBasicAndID.name:
+						want, wantStatus = "invalid_request", 400 // two methods at once
+					}
+					if r.status != wantStatus || r.code() != want {
+						t.Errorf("%s: got %d %s, want %d %q", v.name, r.status, r.body, wantStatus, want)
+					}
 				}
 			}
 		})
@@ -741,6 +745,8 @@ func TestNewServerPanics(t *testing.T) {
 		{Auth: 7},
 		{Grace: -time.Second},
 		{TokenPath: "token"},
+		{RevocationPath: "revoke"},
+		{RevocationPath: "/token"},
 		{Faults: refreshtest.Faults{Rate: 1.5}},
 		{Faults: refreshtest.Faults{Kind: 99}},
 	} {

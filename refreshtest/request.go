@@ -21,49 +21,24 @@ type tokenRequest struct {
 // readRequest reads and checks a token request, strictly.
 func (s *Server) readRequest(r *http.Request) tokenRequest {
 	req := tokenRequest{header: len(r.Header.Values("Authorization")) > 0}
-	switch {
-	case r.Method != http.MethodPost:
-		req.err = refuse("invalid_request", "The token endpoint takes POST, not %s.", r.Method)
-		req.err.status = http.StatusMethodNotAllowed
-		return req
-	case r.URL.RawQuery != "":
-		req.err = refuse("invalid_request", "Parameters belong in the body, not in the URL.")
+	if req.err = checkPost(r, "token"); req.err != nil {
 		return req
 	}
 	if s.opts.JSON != nil {
 		s.readJSON(r, &req)
 		return req
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
-		req.err = refuse("invalid_request", "The body must be application/x-www-form-urlencoded.")
-		return req
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil || len(body) > maxRequestBody {
-		req.err = refuse("invalid_request", "The body cannot be read or is too large.")
-		return req
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		req.err = refuse("invalid_request", "The body is not a valid form.")
-		return req
-	}
+	form, err := readForm(r)
 	req.rt = form.Get("refresh_token")
-	for _, k := range slices.Sorted(maps.Keys(form)) {
-		if len(form[k]) > 1 {
-			req.err = refuse("invalid_request", "Parameter %s is repeated.", k)
-			return req
-		}
+	if req.err = err; req.err != nil {
+		return req
 	}
 	if req.err = s.authenticate(r, form); req.err != nil {
 		return req
 	}
 	if s.opts.Strict {
-		for _, k := range slices.Sorted(maps.Keys(form)) {
-			if !s.defined(k) {
-				req.err = refuse("invalid_request", "Parameter %s is not one of this endpoint's.", k)
-				return req
-			}
+		if req.err = undefined(form, s.defined); req.err != nil {
+			return req
 		}
 	}
 	switch gt := form.Get("grant_type"); {
@@ -81,12 +56,68 @@ func (s *Server) readRequest(r *http.Request) tokenRequest {
 	return req
 }
 
+// checkPost checks what every request to the endpoint named what wants:
+// POST, and no query string.
+func checkPost(r *http.Request, what string) *oauthError {
+	switch {
+	case r.Method != http.MethodPost:
+		e := refuse("invalid_request", "The %s endpoint takes POST, not %s.", what, r.Method)
+		e.status = http.StatusMethodNotAllowed
+		return e
+	case r.URL.RawQuery != "":
+		return refuse("invalid_request", "Parameters belong in the body, not in the URL.")
+	}
+	return nil
+}
+
+// readForm reads a form body, strictly: the content type, the size, each
+// parameter at most once. The form is returned with a refusal when it
+// could be parsed, so that the refusal can name its token.
+func readForm(r *http.Request) (url.Values, *oauthError) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, refuse("invalid_request", "The body must be application/x-www-form-urlencoded.")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil || len(body) > maxRequestBody {
+		return nil, refuse("invalid_request", "The body cannot be read or is too large.")
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, refuse("invalid_request", "The body is not a valid form.")
+	}
+	for _, k := range slices.Sorted(maps.Keys(form)) {
+		if len(form[k]) > 1 {
+			return form, refuse("invalid_request", "Parameter %s is repeated.", k)
+		}
+	}
+	return form, nil
+}
+
+// undefined refuses the first parameter of form, in sorted order, that
+// defined says does not belong in the request (Options.Strict).
+func undefined(form url.Values, defined func(k string) bool) *oauthError {
+	for _, k := range slices.Sorted(maps.Keys(form)) {
+		if !defined(k) {
+			return refuse("invalid_request", "Parameter %s is not one of this endpoint's.", k)
+		}
+	}
+	return nil
+}
+
 // defined reports whether the form parameter k belongs in a refresh
 // request of this server's dialect (RFC 6749 §2.3.1, §6).
 func (s *Server) defined(k string) bool {
 	switch k {
 	case "grant_type", "refresh_token", "scope":
 		return true
+	}
+	return s.credential(k)
+}
+
+// credential reports whether the form parameter k is where this server's
+// client puts its credentials (RFC 6749 §2.3.1).
+func (s *Server) credential(k string) bool {
+	switch k {
 	case "client_id":
 		return s.opts.Public || s.opts.Auth == AuthBody
 	case "client_secret":

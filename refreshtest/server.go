@@ -22,6 +22,9 @@ type Server struct {
 	URL string
 	// TokenURL is the URL of the token endpoint, on another listener.
 	TokenURL string
+	// RevocationURL is the URL of the revocation endpoint (RFC 7009), on
+	// the listener of the token endpoint.
+	RevocationURL string
 
 	opts    Options // normalized; never changes
 	api     *httptest.Server
@@ -47,7 +50,7 @@ type grant struct {
 	n       int            // token pairs issued; the login's is 0
 	access  []*accessToken // issued, oldest first
 	refresh string         // the newest refresh token issued
-	revoked bool           // by a reuse, Revoke or RevokeGrants
+	revoked bool           // by a reuse, Revoke, RevokeGrants or the revocation endpoint
 }
 
 type accessToken struct {
@@ -96,10 +99,19 @@ type Stats struct {
 	// with the same refresh token was in flight (also counted in
 	// InvalidRequest).
 	ConcurrentLosers int
-	// Faults counts token requests answered with an injected fault.
+	// Faults counts token and revocation requests answered with an
+	// injected fault.
 	Faults int
-	// The refused token requests, by OAuth error code.
-	InvalidRequest, InvalidClient, InvalidGrant, InvalidScope, UnsupportedGrantType int
+	// The refused token and revocation requests, by OAuth error code.
+	InvalidRequest, InvalidClient, InvalidGrant, InvalidScope, UnsupportedGrantType, UnsupportedTokenType int
+
+	// RevocationRequests counts every request to the revocation endpoint,
+	// refused, failed or answered.
+	RevocationRequests int
+	// Revocations counts revocation requests that revoked a token the
+	// server issued (one revoked already included); an unknown token is
+	// answered 200 too, but not counted here.
+	Revocations int
 
 	// APIRequests counts every request to the protected API; Served200,
 	// Served401, Served403 and Served400 count them by answer.
@@ -125,9 +137,10 @@ func NewServer(opts Options) *Server {
 		faults:   o.Faults,
 	}
 	s.api = httptest.NewServer(http.HandlerFunc(s.serveAPI))
-	s.token = httptest.NewServer(http.HandlerFunc(s.serveToken))
+	s.token = httptest.NewServer(http.HandlerFunc(s.serveAuth))
 	s.URL = s.api.URL
 	s.TokenURL = s.token.URL + o.TokenPath
+	s.RevocationURL = s.token.URL + o.RevocationPath
 	return s
 }
 
@@ -262,10 +275,17 @@ func (s *Server) RevokeGrants() {
 
 // Revoke revokes one token, as RFC 7009 does: an access token alone, or
 // the whole grant of a refresh token. It reports whether the server issued
-// the token.
+// the token. It is what the revocation endpoint ([Server.RevocationURL])
+// does, without a request: Stats do not count it.
 func (s *Server) Revoke(token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.revoke(token)
+}
+
+// revoke is Revoke, for Revoke and the revocation endpoint. Called with mu
+// held.
+func (s *Server) revoke(token string) bool {
 	if a, ok := s.access[token]; ok {
 		a.revoked = true
 		return true
@@ -328,9 +348,10 @@ func (s *Server) RefuseRefreshTokens(code, description string) {
 	}
 }
 
-// SetFaults replaces the faults injected into token requests from now on,
-// and starts the count of Faults.Rate again. Requests already waiting out a
-// Latency keep the faults they arrived with. It panics if f is invalid.
+// SetFaults replaces the faults injected into token and revocation requests
+// from now on, and starts the count of Faults.Rate again. Requests already
+// waiting out a Latency keep the faults they arrived with. It panics if f is
+// invalid.
 func (s *Server) SetFaults(f Faults) {
 	if err := f.validate(); err != nil {
 		panic("refreshtest: " + err.Error())

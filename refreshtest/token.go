@@ -48,11 +48,20 @@ type tokenJSON struct {
 	Scope        string `json:"scope,omitempty"`
 }
 
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != s.opts.TokenPath {
+// serveAuth is the authorization server: its token and revocation
+// endpoints share a listener, as they share a host in production.
+func (s *Server) serveAuth(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case s.opts.TokenPath:
+		s.serveToken(w, r)
+	case s.opts.RevocationPath:
+		s.serveRevocation(w, r)
+	default:
 		http.NotFound(w, r)
-		return
 	}
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	req := s.readRequest(r)
 
 	// Decide on arrival what happens to the request: whether it fails, and
@@ -274,6 +283,8 @@ func (s *Server) refusal(req tokenRequest, e *oauthError) answer {
 		s.stats.InvalidScope++
 	case "unsupported_grant_type":
 		s.stats.UnsupportedGrantType++
+	case "unsupported_token_type":
+		s.stats.UnsupportedTokenType++
 	}
 	status := e.status
 	if status == 0 {
