@@ -95,6 +95,11 @@ func (e *Engine) storeDelete(ctx context.Context, d Deleter, key string) (err er
 	return d.Delete(ctx, key)
 }
 
+func (e *Engine) endpointRevoke(ctx context.Context, rv Revoker, tok *oauth2.Token) (err error) {
+	defer recovered(&err, "token revocation")
+	return rv.Revoke(ctx, tok)
+}
+
 func (e *Engine) endpointRefresh(ctx context.Context, tok *oauth2.Token) (nt *oauth2.Token, err error) {
 	defer recovered(&err, "token endpoint")
 	return e.endpoint.Refresh(ctx, tok)
