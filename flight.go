@@ -108,7 +108,7 @@ func (r *run) end(res **snapshot, err *error, callers func() []context.Context) 
 			r.unlock()
 		}
 	}
-	if c := r.ent.cur.Load(); c != nil && c.due.Load() == renewed {
+	if c := r.ent.cur.Load(); c != nil && !r.ent.gone && c.due.Load() == renewed {
 		// An early refresh of c was not started because this flight ran,
 		// and this one neither replaced c nor scheduled it again.
 		r.e.postpone(c)
