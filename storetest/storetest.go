@@ -100,8 +100,8 @@
 // # Fault injection
 //
 // [Faults] wraps any store (keeping exactly its capabilities) and injects
-// errors, panics and delays into Load, Save, CompareAndSwap, Lock and
-// unlock, scripted one by one or at random with a seed, including failures
+// errors, panics and delays into Load, Save, CompareAndSwap, Lock, TryLock,
+// unlock and Delete, scripted one by one or at random with a seed, including failures
 // that happen after the store did its work (a save that committed although
 // its caller saw it fail). Use it to test how your code, or the engine over
 // your store, survives a store that misbehaves.
