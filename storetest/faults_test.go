@@ -21,7 +21,7 @@ func TestFaultsPassThrough(t *testing.T) {
 	t.Run("LockCAS", func(t *testing.T) {
 		Run(t, func(t *testing.T) refresh.TokenStore { return f.Wrap(newLockStore()) })
 	})
-	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 || st.Calls[OpTryLock] == 0 {
+	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 || st.Calls[OpTryLock] == 0 || st.Calls[OpDelete] == 0 {
 		t.Errorf("calls not counted: %+v", st.Calls)
 	}
 }

@@ -74,6 +74,20 @@ func runCheck(t *testing.T, name string, s refresh.TokenStore) []string {
 		}
 		c := findCheck(t, casChecks, check)
 		run = func() { c.run(r, cs, testOptions) }
+	case group == "Delete" && hasCheck(deleteCASChecks, check):
+		d, ok := s.(deleteCASer)
+		if !ok {
+			t.Fatalf("%T does not implement refresh.Deleter and refresh.CompareAndSwapper", s)
+		}
+		c := findCheck(t, deleteCASChecks, check)
+		run = func() { c.run(r, d, testOptions) }
+	case group == "Delete":
+		d, ok := s.(refresh.Deleter)
+		if !ok {
+			t.Fatalf("%T does not implement refresh.Deleter", s)
+		}
+		c := findCheck(t, deleteChecks, check)
+		run = func() { c.run(r, d, testOptions) }
 	default:
 		t.Fatalf("no check group %q", group)
 	}
@@ -83,6 +97,15 @@ func runCheck(t *testing.T, name string, s refresh.TokenStore) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.msgs
+}
+
+func hasCheck[S refresh.TokenStore](checks []check[S], name string) bool {
+	for _, c := range checks {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func findCheck[S refresh.TokenStore](t *testing.T, checks []check[S], name string) check[S] {
@@ -110,6 +133,12 @@ func allChecks() []string {
 	}
 	for _, c := range casChecks {
 		names = append(names, "CAS/"+c.name)
+	}
+	for _, c := range deleteChecks {
+		names = append(names, "Delete/"+c.name)
+	}
+	for _, c := range deleteCASChecks {
+		names = append(names, "Delete/"+c.name)
 	}
 	return names
 }

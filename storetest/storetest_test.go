@@ -39,6 +39,7 @@ func TestCheckNames(t *testing.T) {
 		"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel", "Lock/Reacquire",
 		"TryLock/Free", "TryLock/Held", "TryLock/Exclusion", "TryLock/ContextEnded",
 		"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry",
+		"Delete/Missing", "Delete/Load", "Delete/Other", "Delete/CAS", "Delete/RacesCAS",
 	}
 	if got := allChecks(); !slices.Equal(got, want) {
 		t.Errorf("checks: got %q, want %q", got, want)
@@ -296,6 +297,34 @@ func TestChecksFailBrokenStores(t *testing.T) {
 		name:  "CompareAndSwap conflicts with an opaque error",
 		store: casStoreOf(refresh.SameToken, errors.New("conflict"), 0),
 		fails: []string{"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry"},
+	}, {
+		name:  "Delete does nothing",
+		store: delStoreOf(delNothing),
+		fails: []string{"ContextCancelled", "Delete/Missing", "Delete/Load", "Delete/Other", "Delete/CAS", "Delete/RacesCAS"},
+	}, {
+		name:  "Delete fails on a key without a token",
+		store: delStoreOf(delErrsMissing),
+		fails: []string{"Delete/Missing"},
+	}, {
+		name:  "Delete leaves the extras for the next token of the key",
+		store: delStoreOf(delKeepsExtra),
+		fails: []string{"Delete/Load"},
+	}, {
+		name:  "Delete marks the token deleted and CompareAndSwap still compares with it",
+		store: delStoreOf(delSoft),
+		fails: []string{"Delete/Load", "Delete/CAS", "Delete/RacesCAS"},
+	}, {
+		name:  "Delete does not wait for a CompareAndSwap between its check and its write",
+		store: delStoreOf(delUnlocked),
+		fails: []string{"Delete/RacesCAS"},
+	}, {
+		name:  "Delete removes every key that starts with the key",
+		store: delStoreOf(delPrefix),
+		fails: []string{"Delete/Other"},
+	}, {
+		name:  "Delete hangs on a cancelled context",
+		store: delStoreOf(delHangs),
+		fails: []string{"ContextCancelled"},
 	}, {
 		name:  "Lock does not exclude",
 		store: lockVariantOf(noLock),
