@@ -108,7 +108,9 @@ var _ interface {
 } = (*LeaseLocker)(nil)
 
 // NewLeaseLocker returns store with a lease lock. It refuses a nil store
-// and options out of range.
+// and options out of range. The result has no Delete, whatever store has:
+// for a store that can delete, [NewDeletingLeaseLocker] returns one that
+// does.
 func NewLeaseLocker(store CompareAndSwapper, opts LeaseOptions) (*LeaseLocker, error) {
 	if store == nil {
 		return nil, errors.New("refresh: NewLeaseLocker: nil store")

@@ -16,7 +16,7 @@
 //	<hash>.json   the token
 //	<hash>.extra  the token's extras, if it has any
 //	<hash>.lock   the refresh lock ([Store.Lock]), on platforms with flock
-//	<hash>.wlock  the write lock of Save and CompareAndSwap, idem
+//	<hash>.wlock  the write lock of Save, CompareAndSwap and Delete, idem
 //
 // The token file is JSON:
 //
@@ -90,6 +90,11 @@
 // readable by the owner only, is never read by the store, and can be
 // deleted when no process is writing.
 //
+// [Store.Delete] removes the token file, then the extras file and the
+// key's leftover temporary files, and flushes the directory. A crash in
+// between leaves files that no Load reads without a token file. The lock
+// files stay (see Locks).
+//
 // # Locks
 //
 // On Linux, macOS, FreeBSD, NetBSD, OpenBSD and DragonFly BSD, the store
@@ -111,12 +116,12 @@
 //   - [Store.TryLock] makes it a [refresh.TryLocker]: it takes the same
 //     lock only if no one holds it, with one flock(2) call that does not
 //     wait.
-//   - Save and CompareAndSwap hold the key's write lock, a second lock on
-//     "<hash>.wlock", for the time of one write, so that CompareAndSwap's
-//     read, comparison and rename are one step with respect to every other
-//     Save and CompareAndSwap, in every process. It is a separate file
-//     because the engine calls CompareAndSwap while it holds the refresh
-//     lock.
+//   - Save, CompareAndSwap and Delete hold the key's write lock, a second
+//     lock on "<hash>.wlock", for the time of one write, so that
+//     CompareAndSwap's read, comparison and rename are one step with
+//     respect to every other Save, CompareAndSwap and Delete, in every
+//     process. It is a separate file because the engine calls
+//     CompareAndSwap while it holds the refresh lock.
 //
 // Lock files are created on first use and never removed: removing one that
 // another process has open would let two processes hold "the" lock at once.
@@ -134,8 +139,8 @@
 // time, so the methods exist only where they work.) The engine then falls back to refreshing
 // each key once at a time within its own process only: several processes
 // that share the directory may refresh the same token at the same time,
-// and with a rotating refresh token all but one of them may be rejected. Save and
-// CompareAndSwap are atomic with respect to each other within one process
+// and with a rotating refresh token all but one of them may be rejected. Save,
+// CompareAndSwap and Delete are atomic with respect to each other within one process
 // only; every write still replaces the file whole, and the last one wins.
 // Give each process its own directory there, or use a store that can lock.
 //

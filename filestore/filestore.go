@@ -31,8 +31,9 @@ const maxFileSize = 1 << 20
 var _ refresh.CompareAndSwapper = (*Store)(nil)
 
 // Store is a [refresh.TokenStore] that keeps one file per key in a
-// directory. It also implements [refresh.CompareAndSwapper] and, on
-// platforms with flock(2), [refresh.Locker] and [refresh.TryLocker]. See
+// directory. It also implements [refresh.CompareAndSwapper],
+// [refresh.Deleter] and, on platforms with flock(2), [refresh.Locker] and
+// [refresh.TryLocker]. See
 // the package documentation for the layout and the guarantees.
 //
 // A Store is safe for concurrent use by goroutines, and several processes

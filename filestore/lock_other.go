@@ -22,8 +22,8 @@ func init() {
 
 // lockWrite takes the write lock of the file path within this process only:
 // without flock(2) this package has no lock that other processes would see
-// and the kernel would release if the holder died. Save and CompareAndSwap
-// are then atomic with respect to each other in this process; across
+// and the kernel would release if the holder died. Save, CompareAndSwap and
+// Delete are then atomic with respect to each other in this process; across
 // processes each write is still whole (rename is atomic), but the last one
 // wins.
 func lockWrite(ctx context.Context, path string) (unlock func(), err error) {

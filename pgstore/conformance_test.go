@@ -34,17 +34,20 @@ func TestSealedConformance(t *testing.T) {
 		if _, ok := w.(refresh.TryLocker); !ok {
 			t.Fatal("sealed store over pgstore is not a refresh.TryLocker")
 		}
+		if _, ok := w.(refresh.Deleter); !ok {
+			t.Fatal("sealed store over pgstore is not a refresh.Deleter")
+		}
 		return w
 	})
 }
 
 // TestLeaseLockerConformance runs the kit against refresh.LeaseLocker over
-// the store: the lease lock a backend with only Load, Save and
-// CompareAndSwap would have, here over a real database (pgstore's own lock
+// the store: the lease lock a backend with only Load, Save, CompareAndSwap
+// and Delete would have, here over a real database (pgstore's own lock
 // unused).
 func TestLeaseLockerConformance(t *testing.T) {
 	runConformance(t, func(t *testing.T, s *pgstore.Store) refresh.TokenStore {
-		l, err := refresh.NewLeaseLocker(s, refresh.LeaseOptions{})
+		l, err := refresh.NewDeletingLeaseLocker(s, refresh.LeaseOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,8 @@
 // one refreshes a key at a time and the others adopt its token (and a
 // [refresh.TryLocker], whose lock is taken only if free), and a
 // [refresh.CompareAndSwapper], so that a process that lost its lock can
-// never overwrite a newer token.
+// never overwrite a newer token. It is a [refresh.Deleter] too: Delete
+// removes the key's row.
 //
 //	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 //	…
@@ -105,8 +106,8 @@
 //
 // Tokens are stored in the clear: anyone who can read the table, its
 // backups or its replicas can use them. Wrap the store with
-// [github.com/oauthkit/refresh/sealed] to encrypt them; its Lock and
-// CompareAndSwap are this store's.
+// [github.com/oauthkit/refresh/sealed] to encrypt them; its Lock,
+// CompareAndSwap and Delete are this store's.
 //
 // # Writes
 //
@@ -116,7 +117,8 @@
 // refresh_token = $old, and no row written means [refresh.ErrConflict].
 // PostgreSQL re-checks the UPDATE's WHERE against a row another
 // transaction changed meanwhile, so of concurrent swaps from one token
-// exactly one wins, without explicit transactions or locks.
+// exactly one wins, without explicit transactions or locks. Delete is one
+// DELETE … WHERE key = $1; a swap that waited for it finds no row.
 //
 // # Locks
 //

@@ -29,7 +29,7 @@ import (
 // pgconn.ErrConnClosed), none of which holds a value of a statement. The
 // message of a failed connection attempt is kept, as no statement was sent.
 type Error struct {
-	Op    string // what failed: "load", "save", "compare-and-swap", "lock", "try-lock" or "migrate"
+	Op    string // what failed: "load", "save", "compare-and-swap", "delete", "lock", "try-lock" or "migrate"
 	Table string // the store's table, quoted and possibly qualified as in its SQL
 
 	// Code is the SQLSTATE of PostgreSQL's error, such as "23514" for a

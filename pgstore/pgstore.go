@@ -29,6 +29,7 @@ var (
 	_ refresh.Locker            = (*Store)(nil)
 	_ refresh.TryLocker         = (*Store)(nil)
 	_ refresh.CompareAndSwapper = (*Store)(nil)
+	_ refresh.Deleter           = (*Store)(nil)
 )
 
 // Options configure a [Store] and [Migrate]. The zero value is the table
@@ -123,7 +124,8 @@ func containsNUL(s string) bool {
 
 // Store is a [refresh.TokenStore] that keeps tokens in a PostgreSQL table,
 // one row per key. It implements [refresh.Locker] with session-level
-// advisory locks and [refresh.CompareAndSwapper] with a conditional UPDATE.
+// advisory locks, [refresh.CompareAndSwapper] with a conditional UPDATE and
+// [refresh.Deleter] with a DELETE of the row.
 // See the package documentation.
 //
 // A Store is safe for concurrent use, and any number of processes may use
@@ -139,7 +141,7 @@ type Store struct {
 	slots chan struct{}
 
 	// The SQL of each operation, built once.
-	loadSQL, saveSQL, insertSQL, updateSQL string
+	loadSQL, saveSQL, insertSQL, updateSQL, deleteSQL string
 
 	silent atomic.Bool // tests: unlock sends no notification
 
@@ -197,6 +199,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 		updateSQL: "UPDATE " + ident + " SET access_token = $2, token_type = $3, refresh_token = $4," +
 			" expiry = $5, expires_in = $6, extra = $7, version = version + 1, updated_at = now()" +
 			" WHERE key = $1 AND access_token = $8 AND refresh_token = $9",
+		deleteSQL: "DELETE FROM " + ident + " WHERE key = $1",
 	}, nil
 }
 

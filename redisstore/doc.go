@@ -9,8 +9,9 @@
 //
 // A [Store] is also a [refresh.Locker] and a [refresh.TryLocker] (leases
 // that expire when their holder dies; a waiter is woken by pub/sub when
-// the lock is released) and a [refresh.CompareAndSwapper] (one Lua
-// script). It works with a single Redis, Sentinel, Redis Cluster and Ring
+// the lock is released), a [refresh.CompareAndSwapper] (one Lua
+// script) and a [refresh.Deleter] (one DEL of the token's hash, which
+// holds its extras too; the lock stays with its holder). It works with a single Redis, Sentinel, Redis Cluster and Ring
 // clients, through redis.UniversalClient. It needs Redis 4.0 or newer
 // (Lua, SET with NX and PX, HSET of several fields); the tests run against
 // Redis 7. Set ContextTimeoutEnabled in the client's options: then the

@@ -71,3 +71,6 @@ func SetWakeLinger(s *Store, d time.Duration) {
 
 // WakeChannel returns the pub/sub channel of key's lock.
 func WakeChannel(s *Store, key string) string { return s.lockKey(key) + freeSuffix }
+
+// Prefix returns the prefix of s's Redis keys.
+func Prefix(s *Store) string { return s.prefix }

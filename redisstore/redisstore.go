@@ -40,6 +40,7 @@ var (
 	_ refresh.Locker            = (*Store)(nil)
 	_ refresh.TryLocker         = (*Store)(nil)
 	_ refresh.CompareAndSwapper = (*Store)(nil)
+	_ refresh.Deleter           = (*Store)(nil)
 )
 
 // Options configure a [Store]. Every field is optional.
@@ -91,8 +92,9 @@ type Options struct {
 
 // Store is a [refresh.TokenStore] that keeps tokens in Redis. It also
 // implements [refresh.Locker] and [refresh.TryLocker], with leases that
-// expire when their holder dies, and [refresh.CompareAndSwapper]. See the package documentation for
-// the key layout and the guarantees.
+// expire when their holder dies, [refresh.CompareAndSwapper] and
+// [refresh.Deleter]. See the package documentation for the key layout and
+// the guarantees.
 //
 // A Store is safe for concurrent use, and any number of processes may use
 // Stores with the same prefix over the same Redis at the same time.
@@ -294,4 +296,25 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new *oauth2
 	default:
 		return fmt.Errorf("%w: %s has no %q field", ErrCorrupt, rk, fieldCAS)
 	}
+}
+
+// Delete implements [refresh.Deleter] with one DEL of key's token hash,
+// which holds the token and its extras together: both go in one step,
+// atomic with respect to Save and CompareAndSwap, which are scripts on
+// that same Redis key (so a CompareAndSwap after it finds no token, and
+// refuses any old one). It is one key, so Cluster has no cross-slot
+// command to refuse. Whatever the key holds is deleted, a corrupt value
+// too.
+//
+// The lock is a key of its own and stays: it belongs to its holder until
+// it unlocks or its lease ends.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	rk := s.tokenKey(key)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redisstore: delete %s: %w", rk, err)
+	}
+	if err := s.client.Del(ctx, rk).Err(); err != nil {
+		return fmt.Errorf("redisstore: delete %s: %w", rk, err)
+	}
+	return nil
 }

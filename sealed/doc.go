@@ -115,10 +115,12 @@
 //
 // # Capabilities
 //
-// The store New returns is a [refresh.Locker], a [refresh.TryLocker] and a
-// [refresh.CompareAndSwapper] each if and only if the backend is (Lock and
-// TryLock are the backend's). CompareAndSwap loads and opens the stored value, compares
-// it with the expected token ([refresh.SameToken]), and swaps it with the
-// backend's CompareAndSwap against the exact ciphertext it read, so the
-// backend's atomicity carries over.
+// The store New returns is a [refresh.Locker], a [refresh.TryLocker], a
+// [refresh.CompareAndSwapper] and a [refresh.Deleter] each if and only if
+// the backend is (Lock, TryLock and Delete are the backend's).
+// CompareAndSwap loads and opens the stored value, compares it with the
+// expected token ([refresh.SameToken]), and swaps it with the backend's
+// CompareAndSwap against the exact ciphertext it read, so the backend's
+// atomicity carries over: after the backend's Delete it finds nothing, and
+// refuses any old token.
 package sealed

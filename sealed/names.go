@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/internal/caps"
 	"golang.org/x/oauth2"
 )
 
@@ -31,10 +32,11 @@ const minNameSecret = 32
 //	…
 //	store, err := sealed.New(hidden, current, old...)
 //
-// The result implements [refresh.Locker], [refresh.TryLocker] and
-// [refresh.CompareAndSwapper] each if and only if next does (Lock and
-// TryLock lock the key's name). Distinct keys get distinct names (two keys would share one
-// only by an HMAC-SHA-256 collision), and each key always the same name, so
+// The result implements [refresh.Locker], [refresh.TryLocker],
+// [refresh.CompareAndSwapper] and [refresh.Deleter] each if and only if
+// next does (Lock and TryLock lock the key's name, Delete deletes it).
+// Distinct keys get distinct names (two keys would share one only by an
+// HMAC-SHA-256 collision), and each key always the same name, so
 // a backend reader can still count the stored tokens and follow one name
 // through time, but cannot tell whose it is, nor test a guess, without
 // secret.
@@ -58,18 +60,7 @@ func HideKeys(next refresh.TokenStore, secret []byte) (refresh.TokenStore, error
 		return nil, errors.New("sealed: name secret is all zero bytes (never filled?)")
 	}
 	n := &namer{next: next, secret: append([]byte(nil), secret...)}
-	var lm lockMethod
-	switch l := next.(type) {
-	case refresh.TryLocker:
-		lm = namedTryLocker{namedLocker{n, l}, l}
-	case refresh.Locker:
-		lm = namedLocker{n, l}
-	}
-	var cm casMethod
-	if c, ok := next.(refresh.CompareAndSwapper); ok {
-		cm = namedCASser{n, c}
-	}
-	return withCapabilities(n, lm, cm), nil
+	return caps.With(n, n.capabilities()), nil
 }
 
 // namer renames keys on their way to the backend.
@@ -97,37 +88,23 @@ func (n *namer) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	return n.next.Save(ctx, n.name(key), tok)
 }
 
-// namedLocker locks key's name in a backend that has Lock.
-type namedLocker struct {
-	n *namer
-	l refresh.Locker
-}
-
-// Lock implements [refresh.Locker] with the backend's lock of key's name.
-func (x namedLocker) Lock(ctx context.Context, key string) (unlock func(), err error) {
-	return x.l.Lock(ctx, x.n.name(key))
-}
-
-// namedTryLocker try-locks key's name in a backend that has TryLock.
-type namedTryLocker struct {
-	namedLocker
-	t refresh.TryLocker
-}
-
-// TryLock implements [refresh.TryLocker] with the backend's TryLock of
-// key's name.
-func (x namedTryLocker) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
-	return x.t.TryLock(ctx, x.n.name(key))
-}
-
-// namedCASser swaps key's name in a backend that has CompareAndSwap.
-type namedCASser struct {
-	n *namer
-	c refresh.CompareAndSwapper
-}
-
-// CompareAndSwap implements [refresh.CompareAndSwapper] with the backend's
-// CompareAndSwap of key's name.
-func (x namedCASser) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
-	return x.c.CompareAndSwap(ctx, x.n.name(key), old, new)
+// capabilities are the optional methods of next, each called with key's
+// name.
+func (n *namer) capabilities() caps.Methods {
+	var m caps.Methods
+	if l, ok := n.next.(refresh.Locker); ok {
+		m.Lock = func(ctx context.Context, key string) (func(), error) { return l.Lock(ctx, n.name(key)) }
+	}
+	if l, ok := n.next.(refresh.TryLocker); ok {
+		m.TryLock = func(ctx context.Context, key string) (func(), bool, error) { return l.TryLock(ctx, n.name(key)) }
+	}
+	if c, ok := n.next.(refresh.CompareAndSwapper); ok {
+		m.CompareAndSwap = func(ctx context.Context, key string, old, new *oauth2.Token) error {
+			return c.CompareAndSwap(ctx, n.name(key), old, new)
+		}
+	}
+	if d, ok := n.next.(refresh.Deleter); ok {
+		m.Delete = func(ctx context.Context, key string) error { return d.Delete(ctx, n.name(key)) }
+	}
+	return m
 }

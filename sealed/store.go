@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/internal/caps"
 	"golang.org/x/oauth2"
 )
 
@@ -15,10 +16,11 @@ import (
 // before saving it in next, and opens what it loads from next with whichever
 // of current and old the sealed value names.
 //
-// The result implements [refresh.Locker], [refresh.TryLocker] and
-// [refresh.CompareAndSwapper] each if and only if next does; Lock and
-// TryLock are next's. New checks every key (ID, 32-byte secret) and refuses duplicate IDs
-// and two keys with the same secret. It keeps no reference to the secrets.
+// The result implements [refresh.Locker], [refresh.TryLocker],
+// [refresh.CompareAndSwapper] and [refresh.Deleter] each if and only if
+// next does; Lock, TryLock and Delete are next's. New checks every key (ID,
+// 32-byte secret) and refuses duplicate IDs and two keys with the same
+// secret. It keeps no reference to the secrets.
 func New(next refresh.TokenStore, current Key, old ...Key) (refresh.TokenStore, error) {
 	if next == nil {
 		return nil, errors.New("sealed: nil backend store")
@@ -44,86 +46,31 @@ func New(next refresh.TokenStore, current Key, old ...Key) (refresh.TokenStore, 
 		}
 		s.keys[k.ID] = aead
 	}
-
-	var lm lockMethod
-	switch l := next.(type) {
-	case refresh.TryLocker:
-		lm = tryLocker{locker{l}, l}
-	case refresh.Locker:
-		lm = locker{l}
-	}
-	var cm casMethod
-	if c, ok := next.(refresh.CompareAndSwapper); ok {
-		cm = casser{s, c}
-	}
-	return withCapabilities(s, lm, cm), nil
+	return caps.With(s, s.capabilities()), nil
 }
 
-// The optional capabilities that a wrapper passes on from its backend.
-type (
-	lockMethod interface {
-		Lock(ctx context.Context, key string) (unlock func(), err error)
+// capabilities are the optional methods of next, passed through: Lock,
+// TryLock and Delete are next's (there is nothing to seal in them),
+// CompareAndSwap seals (see casser).
+func (s *store) capabilities() caps.Methods {
+	var m caps.Methods
+	if l, ok := s.next.(refresh.Locker); ok {
+		m.Lock = l.Lock
 	}
-	// tryLockMethod is a lockMethod that can also TryLock.
-	tryLockMethod interface {
-		lockMethod
-		TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error)
+	if l, ok := s.next.(refresh.TryLocker); ok {
+		m.TryLock = l.TryLock
 	}
-	casMethod interface {
-		CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error
+	if c, ok := s.next.(refresh.CompareAndSwapper); ok {
+		m.CompareAndSwap = casser{s, c}.CompareAndSwap
 	}
-)
-
-// withCapabilities returns base with l's Lock if l is not nil (and its
-// TryLock if it has one) and c's CompareAndSwap if c is not nil. Method
-// sets are static: there is one type for each combination, so that the
-// engine's type assertions see exactly what the backend offers.
-func withCapabilities(base refresh.TokenStore, l lockMethod, c casMethod) refresh.TokenStore {
-	tl, try := l.(tryLockMethod)
-	switch {
-	case try && c != nil:
-		return tryLockCASStore{base, tl, c}
-	case try:
-		return tryLockStore{base, tl}
-	case l != nil && c != nil:
-		return lockCASStore{base, l, c}
-	case l != nil:
-		return lockStore{base, l}
-	case c != nil:
-		return casStore{base, c}
-	default:
-		return base
+	if d, ok := s.next.(refresh.Deleter); ok {
+		m.Delete = d.Delete
 	}
+	return m
 }
 
-// The combinations beyond a plain store, built by embedding.
-type (
-	lockStore struct {
-		refresh.TokenStore
-		lockMethod
-	}
-	casStore struct {
-		refresh.TokenStore
-		casMethod
-	}
-	lockCASStore struct {
-		refresh.TokenStore
-		lockMethod
-		casMethod
-	}
-	tryLockStore struct {
-		refresh.TokenStore
-		tryLockMethod
-	}
-	tryLockCASStore struct {
-		refresh.TokenStore
-		tryLockMethod
-		casMethod
-	}
-)
-
-// store seals and opens; it is the plain TokenStore and the core of the
-// other three combinations.
+// store seals and opens; it is the plain TokenStore, which caps.With gives
+// the backend's other capabilities.
 type store struct {
 	next    refresh.TokenStore     // the backend; it only ever sees sealed tokens
 	current string                 // ID of the key that seals
@@ -180,27 +127,6 @@ func (s *store) open(key string, raw *oauth2.Token) (*oauth2.Token, error) {
 		}
 	}
 	return open(aead, keyID, key, data)
-}
-
-// locker passes Lock through to a backend that has it.
-type locker struct {
-	l refresh.Locker
-}
-
-// Lock implements [refresh.Locker] with the backend's lock.
-func (l locker) Lock(ctx context.Context, key string) (unlock func(), err error) {
-	return l.l.Lock(ctx, key)
-}
-
-// tryLocker passes Lock and TryLock through to a backend that has both.
-type tryLocker struct {
-	locker
-	t refresh.TryLocker
-}
-
-// TryLock implements [refresh.TryLocker] with the backend's.
-func (l tryLocker) TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error) {
-	return l.t.TryLock(ctx, key)
 }
 
 // casser implements CompareAndSwap over a backend that has it.

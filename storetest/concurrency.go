@@ -98,11 +98,12 @@ func checkConcurrent(t tb, s refresh.TokenStore, o options) {
 	f.report(t)
 }
 
-// checkContextCancelled: Load and Save (and CompareAndSwap and Lock, if the
-// store has them) given a context that has already ended return promptly,
-// with or without an error, and do not panic. A Save that reports success
-// must have stored the token; one that fails must have stored it whole or
-// not at all.
+// checkContextCancelled: Load and Save (and CompareAndSwap, Lock and
+// Delete, if the store has them) given a context that has already ended
+// return promptly, with or without an error, and do not panic. A Save that
+// reports success must have stored the token; one that fails must have
+// stored it whole or not at all. A Delete that reports success must have
+// deleted it; one that fails, deleted it or left it as it was.
 func checkContextCancelled(t tb, s refresh.TokenStore, o options) {
 	ks := newKeyspace(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -184,4 +185,28 @@ func checkContextCancelled(t tb, s refresh.TokenStore, o options) {
 			}
 		}
 	}
+
+	if d, ok := s.(refresh.Deleter); ok {
+		var delErr error
+		if !call(fmt.Sprintf("Delete(%q)", key), func() { delErr = d.Delete(ctx, key) }) {
+			return
+		}
+		switch got, err := s.Load(context.Background(), key); {
+		case errors.Is(err, refresh.ErrNotFound):
+		case delErr == nil:
+			t.Errorf("Load(%q) after a Delete with a cancelled context that returned nil: got %s, want refresh.ErrNotFound",
+				key, describeLoad(got, err, stored))
+		case err == nil:
+			expectToken(t, fmt.Sprintf("Load(%q) after a Delete that failed with %q", key, delErr), got, stored)
+		}
+	}
+}
+
+// describeLoad describes what Load returned, naming the token if it is
+// stored rather than quoting it.
+func describeLoad(tok *oauth2.Token, err error, stored *oauth2.Token) string {
+	if err != nil {
+		return fmt.Sprintf("error %q", err)
+	}
+	return nameToken(tok, map[string]*oauth2.Token{"stored before the Delete": stored})
 }

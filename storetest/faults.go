@@ -1,13 +1,17 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/oauthkit/refresh"
+	"github.com/oauthkit/refresh/internal/caps"
 )
 
 // ErrInjected is the error of an injected failure whose [Fault] names no
@@ -24,6 +28,7 @@ const (
 	OpLock                     // Locker.Lock
 	OpUnlock                   // the unlock function Locker.Lock (or TryLocker.TryLock) returned
 	OpTryLock                  // TryLocker.TryLock
+	OpDelete                   // Deleter.Delete
 	numOps
 )
 
@@ -41,6 +46,8 @@ func (op Op) String() string {
 		return "Unlock"
 	case OpTryLock:
 		return "TryLock"
+	case OpDelete:
+		return "Delete"
 	}
 	return fmt.Sprintf("Op(%d)", int(op))
 }
@@ -210,25 +217,26 @@ func (f *Faults) Stats() FaultStats {
 
 // Wrap returns s with the faults injected into its calls. The result has
 // exactly the capabilities of s: it is a [refresh.Locker], a
-// [refresh.TryLocker] or a [refresh.CompareAndSwapper] when s is.
+// [refresh.TryLocker], a [refresh.CompareAndSwapper] or a [refresh.Deleter]
+// when s is.
 func (f *Faults) Wrap(s refresh.TokenStore) refresh.TokenStore {
-	fs := &faultyStore{f: f, s: s}
-	l, isLocker := s.(refresh.Locker)
-	t, isTry := s.(refresh.TryLocker)
-	c, isCAS := s.(refresh.CompareAndSwapper)
-	switch {
-	case isTry && isCAS:
-		return &faultyTryLockerCAS{&faultyLockerCAS{faultyStore: fs, l: l, c: c}, t}
-	case isTry:
-		return &faultyTryLocker{&faultyLocker{faultyStore: fs, l: l}, t}
-	case isLocker && isCAS:
-		return &faultyLockerCAS{faultyStore: fs, l: l, c: c}
-	case isLocker:
-		return &faultyLocker{faultyStore: fs, l: l}
-	case isCAS:
-		return &faultyCAS{faultyStore: fs, c: c}
+	w := &faultyStore{f: f, s: s}
+	var m caps.Methods
+	if l, ok := s.(refresh.Locker); ok {
+		m.Lock = func(ctx context.Context, key string) (func(), error) { return w.lock(l, ctx, key) }
 	}
-	return fs
+	if t, ok := s.(refresh.TryLocker); ok {
+		m.TryLock = func(ctx context.Context, key string) (func(), bool, error) { return w.tryLock(t, ctx, key) }
+	}
+	if c, ok := s.(refresh.CompareAndSwapper); ok {
+		m.CompareAndSwap = func(ctx context.Context, key string, old, new *oauth2.Token) error {
+			return w.compareAndSwap(c, ctx, key, old, new)
+		}
+	}
+	if d, ok := s.(refresh.Deleter); ok {
+		m.Delete = func(ctx context.Context, key string) error { return w.delete(d, ctx, key) }
+	}
+	return caps.With(w, m)
 }
 
 // next decides the fault of one call of op for key.

@@ -21,7 +21,7 @@ func TestFaultsPassThrough(t *testing.T) {
 	t.Run("LockCAS", func(t *testing.T) {
 		Run(t, func(t *testing.T) refresh.TokenStore { return f.Wrap(newLockStore()) })
 	})
-	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 || st.Calls[OpTryLock] == 0 {
+	if st := f.Stats(); st.Calls[OpLoad] == 0 || st.Calls[OpLock] == 0 || st.Calls[OpUnlock] == 0 || st.Calls[OpCompareAndSwap] == 0 || st.Calls[OpTryLock] == 0 || st.Calls[OpDelete] == 0 {
 		t.Errorf("calls not counted: %+v", st.Calls)
 	}
 }
@@ -48,27 +48,86 @@ func (s *tryLockOnly) TryLock(ctx context.Context, key string) (func(), bool, er
 	return s.l.TryLock(ctx, key)
 }
 
+// deleteOnly has Load, Save and Delete.
+type deleteOnly struct{ plainStore }
+
+func (s *deleteOnly) Delete(ctx context.Context, key string) error { return s.m.Delete(ctx, key) }
+
+// casOnly has Load, Save and CompareAndSwap.
+type casOnly struct{ plainStore }
+
+func (s *casOnly) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
+	return s.m.CompareAndSwap(ctx, key, old, new)
+}
+
+type tryLockDelete struct{ tryLockOnly }
+
+func (s *tryLockDelete) Delete(ctx context.Context, key string) error { return s.m.Delete(ctx, key) }
+
 func TestFaultsKeepCapabilities(t *testing.T) {
 	var f Faults
 	for _, c := range []struct {
-		name              string
-		s                 refresh.TokenStore
-		locker, try, swap bool
+		name                   string
+		s                      refresh.TokenStore
+		locker, try, swap, del bool
 	}{
-		{"plain", new(plainStore), false, false, false},
-		{"cas", new(refresh.MemoryStore), false, false, true},
-		{"locker", &lockOnly{l: newLockStore()}, true, false, false},
-		{"trylocker", &tryLockOnly{lockOnly{l: newLockStore()}}, true, true, false},
-		{"all", newLockStore(), true, true, true},
+		{"plain", new(plainStore), false, false, false, false},
+		{"cas", new(casOnly), false, false, true, false},
+		{"delete", new(deleteOnly), false, false, false, true},
+		{"cas+delete", new(refresh.MemoryStore), false, false, true, true},
+		{"locker", &lockOnly{l: newLockStore()}, true, false, false, false},
+		{"trylocker", &tryLockOnly{lockOnly{l: newLockStore()}}, true, true, false, false},
+		{"trylocker+delete", &tryLockDelete{tryLockOnly{lockOnly{l: newLockStore()}}}, true, true, false, true},
+		{"all", newLockStore(), true, true, true, true},
 	} {
 		w := f.Wrap(c.s)
 		_, l := w.(refresh.Locker)
 		_, tl := w.(refresh.TryLocker)
 		_, s := w.(refresh.CompareAndSwapper)
-		if l != c.locker || tl != c.try || s != c.swap {
-			t.Errorf("%s: wrapped store is Locker %v, TryLocker %v, CompareAndSwapper %v; want %v, %v, %v",
-				c.name, l, tl, s, c.locker, c.try, c.swap)
+		_, d := w.(refresh.Deleter)
+		if l != c.locker || tl != c.try || s != c.swap || d != c.del {
+			t.Errorf("%s: wrapped store is Locker %v, TryLocker %v, CompareAndSwapper %v, Deleter %v; want %v, %v, %v, %v",
+				c.name, l, tl, s, d, c.locker, c.try, c.swap, c.del)
 		}
+	}
+}
+
+// TestFaultsDelete: a Delete fault fails the call before the store is
+// reached, or after it deleted, as its kind says.
+func TestFaultsDelete(t *testing.T) {
+	ctx := context.Background()
+	var f Faults
+	inner := newLockStore()
+	s := f.Wrap(inner).(refresh.Deleter)
+	t1 := &oauth2.Token{AccessToken: "at1", RefreshToken: "rt1"}
+	f.Script(
+		Fault{Op: OpDelete, Kind: FaultError},
+		Fault{Op: OpDelete, Kind: FaultPanic},
+		Fault{Op: OpDelete, Kind: FaultErrorAfter},
+	)
+	if err := inner.Save(ctx, "a", t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "a"); !errors.Is(err, ErrInjected) {
+		t.Fatalf("Delete: got %v, want ErrInjected", err)
+	}
+	if v := catch(func() { s.Delete(ctx, "a") }); v == nil {
+		t.Fatalf("Delete did not panic")
+	}
+	if _, err := inner.Load(ctx, "a"); err != nil {
+		t.Fatalf("FaultError or FaultPanic reached the store: %v", err)
+	}
+	if err := s.Delete(ctx, "a"); !errors.Is(err, ErrInjected) {
+		t.Fatalf("Delete: got %v, want ErrInjected", err)
+	}
+	if _, err := inner.Load(ctx, "a"); !errors.Is(err, refresh.ErrNotFound) {
+		t.Errorf("FaultErrorAfter did not reach the store: %v", err)
+	}
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Errorf("Delete after the script: %v", err)
+	}
+	if st := f.Stats(); st.Calls[OpDelete] != 4 || st.Total(OpDelete) != 3 || OpDelete.String() != "Delete" {
+		t.Errorf("stats: %+v", st)
 	}
 }
 

@@ -71,6 +71,8 @@ func (ft Fault) after(err error) error {
 	return nil
 }
 
+// faultyStore is the plain store of Faults.Wrap, and the calls of every
+// capability it passes on.
 type faultyStore struct {
 	f *Faults
 	s refresh.TokenStore
@@ -102,6 +104,14 @@ func (w *faultyStore) compareAndSwap(c refresh.CompareAndSwapper, ctx context.Co
 		return err
 	}
 	return ft.after(c.CompareAndSwap(ctx, key, old, new))
+}
+
+func (w *faultyStore) delete(d refresh.Deleter, ctx context.Context, key string) error {
+	ft := w.f.next(OpDelete, key)
+	if err := ft.before(ctx); err != nil {
+		return err
+	}
+	return ft.after(d.Delete(ctx, key))
 }
 
 func (w *faultyStore) lock(l refresh.Locker, ctx context.Context, key string) (func(), error) {
@@ -148,54 +158,4 @@ func (w *faultyStore) unlocker(key string, unlock func()) func() {
 			panic("storetest: injected panic in Unlock")
 		}
 	}
-}
-
-type faultyLocker struct {
-	*faultyStore
-	l refresh.Locker
-}
-
-func (w *faultyLocker) Lock(ctx context.Context, key string) (func(), error) {
-	return w.lock(w.l, ctx, key)
-}
-
-type faultyCAS struct {
-	*faultyStore
-	c refresh.CompareAndSwapper
-}
-
-func (w *faultyCAS) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
-	return w.compareAndSwap(w.c, ctx, key, old, new)
-}
-
-type faultyLockerCAS struct {
-	*faultyStore
-	l refresh.Locker
-	c refresh.CompareAndSwapper
-}
-
-func (w *faultyLockerCAS) Lock(ctx context.Context, key string) (func(), error) {
-	return w.lock(w.l, ctx, key)
-}
-
-func (w *faultyLockerCAS) CompareAndSwap(ctx context.Context, key string, old, new *oauth2.Token) error {
-	return w.compareAndSwap(w.c, ctx, key, old, new)
-}
-
-type faultyTryLocker struct {
-	*faultyLocker
-	t refresh.TryLocker
-}
-
-func (w *faultyTryLocker) TryLock(ctx context.Context, key string) (func(), bool, error) {
-	return w.tryLock(w.t, ctx, key)
-}
-
-type faultyTryLockerCAS struct {
-	*faultyLockerCAS
-	t refresh.TryLocker
-}
-
-func (w *faultyTryLockerCAS) TryLock(ctx context.Context, key string) (func(), bool, error) {
-	return w.tryLock(w.t, ctx, key)
 }

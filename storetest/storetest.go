@@ -1,6 +1,7 @@
 // Package storetest is a conformance suite for implementations of
 // [refresh.TokenStore], and of the optional [refresh.Locker],
-// [refresh.TryLocker] and [refresh.CompareAndSwapper] capabilities.
+// [refresh.TryLocker], [refresh.CompareAndSwapper] and [refresh.Deleter]
+// capabilities.
 //
 // A store's own tests call [Run] with a function that makes a new, empty
 // store:
@@ -55,6 +56,18 @@
 //     a stale old fails with [refresh.ErrConflict] and changes nothing, also
 //     after a plain Save; of racing swaps exactly one wins; tokens are
 //     compared as [refresh.SameToken] does, not by Expiry or by pointer.
+//   - Delete/Missing, Delete/Load, Delete/Other, if the store is a
+//     [refresh.Deleter]: deleting a key without a token is not an error;
+//     after Delete, Load finds nothing, and the same token saved again
+//     without extras (by Save, or by CompareAndSwap from nil) has none of
+//     the deleted one's; other keys, also those that extend the key or that
+//     it extends, are left as they were.
+//   - Delete/CAS, Delete/RacesCAS, if it is also a
+//     [refresh.CompareAndSwapper]: after Delete, a CompareAndSwap from the
+//     deleted token fails with [refresh.ErrConflict] and stores nothing,
+//     and one from nil stores; a Delete and a CompareAndSwap from the
+//     stored token at the same moment leave the key deleted, whichever
+//     goes first, in each of many rounds.
 //
 // The subtests of a capability the store lacks are skipped.
 //
@@ -100,8 +113,8 @@
 // # Fault injection
 //
 // [Faults] wraps any store (keeping exactly its capabilities) and injects
-// errors, panics and delays into Load, Save, CompareAndSwap, Lock and
-// unlock, scripted one by one or at random with a seed, including failures
+// errors, panics and delays into Load, Save, CompareAndSwap, Lock, TryLock,
+// unlock and Delete, scripted one by one or at random with a seed, including failures
 // that happen after the store did its work (a save that committed although
 // its caller saw it fail). Use it to test how your code, or the engine over
 // your store, survives a store that misbehaves.
@@ -115,8 +128,9 @@ import (
 )
 
 // Run checks that the stores made by newStore honour the refresh.TokenStore
-// contract, and, when they implement them, the refresh.Locker and
-// refresh.CompareAndSwapper contracts.
+// contract, and, when they implement them, the refresh.Locker,
+// refresh.TryLocker, refresh.CompareAndSwapper and refresh.Deleter
+// contracts.
 //
 // newStore is called once per subtest and must return an empty store (or one
 // whose keys do not collide with other subtests: Run uses distinct random key
@@ -189,6 +203,20 @@ var tryLockChecks = []check[refresh.TryLocker]{
 	{"ContextEnded", checkTryLockContextEnded},
 }
 
+// deleteChecks apply to stores that implement refresh.Deleter, and
+// deleteCASChecks to those that are also refresh.CompareAndSwappers; both
+// are the group "Delete".
+var deleteChecks = []check[refresh.Deleter]{
+	{"Missing", checkDeleteMissing},
+	{"Load", checkDeleteLoad},
+	{"Other", checkDeleteOther},
+}
+
+var deleteCASChecks = []check[deleteCASer]{
+	{"CAS", checkDeleteCAS},
+	{"RacesCAS", checkDeleteRacesCAS},
+}
+
 // casChecks apply to stores that implement refresh.CompareAndSwapper.
 var casChecks = []check[refresh.CompareAndSwapper]{
 	{"Create", checkCASCreate},
@@ -208,23 +236,31 @@ func run(t *testing.T, newStore func(t *testing.T) refresh.TokenStore, o options
 	runGroup(t, "Lock", "refresh.Locker", lockChecks, newStore, o)
 	runGroup(t, "TryLock", "refresh.TryLocker", tryLockChecks, newStore, o)
 	runGroup(t, "CAS", "refresh.CompareAndSwapper", casChecks, newStore, o)
+	t.Run("Delete", func(t *testing.T) {
+		runChecks(t, "refresh.Deleter", deleteChecks, newStore, o)
+		runChecks(t, "refresh.Deleter and refresh.CompareAndSwapper", deleteCASChecks, newStore, o)
+	})
 }
 
-// runGroup runs the checks of a capability as subtests of group, each
-// skipped if the store lacks it.
+// runGroup runs the checks of a capability as subtests of group.
 func runGroup[S refresh.TokenStore](t *testing.T, group, capability string, checks []check[S],
 	newStore func(t *testing.T) refresh.TokenStore, o options) {
-	t.Run(group, func(t *testing.T) {
-		for _, c := range checks {
-			t.Run(c.name, func(t *testing.T) {
-				s, ok := mustStore(t, newStore).(S)
-				if !ok {
-					t.Skip("the store does not implement " + capability)
-				}
-				c.run(t, s, o)
-			})
-		}
-	})
+	t.Run(group, func(t *testing.T) { runChecks(t, capability, checks, newStore, o) })
+}
+
+// runChecks runs checks as subtests of t, each skipped if the store lacks
+// capability.
+func runChecks[S refresh.TokenStore](t *testing.T, capability string, checks []check[S],
+	newStore func(t *testing.T) refresh.TokenStore, o options) {
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			s, ok := mustStore(t, newStore).(S)
+			if !ok {
+				t.Skip("the store does not implement " + capability)
+			}
+			c.run(t, s, o)
+		})
+	}
 }
 
 func mustStore(t *testing.T, newStore func(t *testing.T) refresh.TokenStore) refresh.TokenStore {

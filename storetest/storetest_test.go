@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,109 +31,6 @@ func TestSharedStore(t *testing.T) {
 	Run(t, func(t *testing.T) refresh.TokenStore { return shared })
 }
 
-// testOptions are short, so that the checks that wait for a hanging store
-// give up quickly.
-var testOptions = options{
-	watchdog: time.Second,
-	slow:     20 * time.Second,
-	lockWait: 50 * time.Millisecond,
-}
-
-// recorder is a tb that records failures instead of failing the test.
-type recorder struct {
-	name string
-	mu   sync.Mutex // protects msgs
-	msgs []string
-}
-
-func (r *recorder) Helper()      {}
-func (r *recorder) Name() string { return r.name }
-
-func (r *recorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
-}
-
-// Fatalf ends the check like testing.T.Fatalf does: checks call it only
-// from the goroutine runCheck starts.
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	runtime.Goexit()
-}
-
-// runCheck runs the check called name ("NotFound", "Lock/Exclusion",
-// "CAS/Race"...) on s and returns the failures it reported.
-func runCheck(t *testing.T, name string, s refresh.TokenStore) []string {
-	t.Helper()
-	r := &recorder{name: t.Name() + "/" + name}
-	var run func()
-	group, check, grouped := strings.Cut(name, "/")
-	switch {
-	case !grouped:
-		c := findCheck(t, storeChecks, name)
-		run = func() { c.run(r, s, testOptions) }
-	case group == "Lock":
-		l, ok := s.(refresh.Locker)
-		if !ok {
-			t.Fatalf("%T does not implement refresh.Locker", s)
-		}
-		c := findCheck(t, lockChecks, check)
-		run = func() { c.run(r, l, testOptions) }
-	case group == "TryLock":
-		l, ok := s.(refresh.TryLocker)
-		if !ok {
-			t.Fatalf("%T does not implement refresh.TryLocker", s)
-		}
-		c := findCheck(t, tryLockChecks, check)
-		run = func() { c.run(r, l, testOptions) }
-	case group == "CAS":
-		cs, ok := s.(refresh.CompareAndSwapper)
-		if !ok {
-			t.Fatalf("%T does not implement refresh.CompareAndSwapper", s)
-		}
-		c := findCheck(t, casChecks, check)
-		run = func() { c.run(r, cs, testOptions) }
-	default:
-		t.Fatalf("no check group %q", group)
-	}
-	if !within(time.Minute, run) {
-		t.Fatalf("check %s did not return within a minute", name)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.msgs
-}
-
-func findCheck[S refresh.TokenStore](t *testing.T, checks []check[S], name string) check[S] {
-	t.Helper()
-	for _, c := range checks {
-		if c.name == name {
-			return c
-		}
-	}
-	t.Fatalf("no check %q", name)
-	panic("unreachable")
-}
-
-// allChecks are the names of every check, as runCheck takes them.
-func allChecks() []string {
-	var names []string
-	for _, c := range storeChecks {
-		names = append(names, c.name)
-	}
-	for _, c := range lockChecks {
-		names = append(names, "Lock/"+c.name)
-	}
-	for _, c := range tryLockChecks {
-		names = append(names, "TryLock/"+c.name)
-	}
-	for _, c := range casChecks {
-		names = append(names, "CAS/"+c.name)
-	}
-	return names
-}
-
 // TestCheckNames pins the subtest names Run reports, which users pass to
 // go test -run.
 func TestCheckNames(t *testing.T) {
@@ -144,6 +39,7 @@ func TestCheckNames(t *testing.T) {
 		"Lock/Exclusion", "Lock/ContextEnd", "Lock/Cancel", "Lock/Reacquire",
 		"TryLock/Free", "TryLock/Held", "TryLock/Exclusion", "TryLock/ContextEnded",
 		"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry",
+		"Delete/Missing", "Delete/Load", "Delete/Other", "Delete/CAS", "Delete/RacesCAS",
 	}
 	if got := allChecks(); !slices.Equal(got, want) {
 		t.Errorf("checks: got %q, want %q", got, want)
@@ -401,6 +297,34 @@ func TestChecksFailBrokenStores(t *testing.T) {
 		name:  "CompareAndSwap conflicts with an opaque error",
 		store: casStoreOf(refresh.SameToken, errors.New("conflict"), 0),
 		fails: []string{"CAS/Create", "CAS/Swap", "CAS/StaleAfterSave", "CAS/Race", "CAS/ComparesTokensNotExpiry"},
+	}, {
+		name:  "Delete does nothing",
+		store: delStoreOf(delNothing),
+		fails: []string{"ContextCancelled", "Delete/Missing", "Delete/Load", "Delete/Other", "Delete/CAS", "Delete/RacesCAS"},
+	}, {
+		name:  "Delete fails on a key without a token",
+		store: delStoreOf(delErrsMissing),
+		fails: []string{"Delete/Missing"},
+	}, {
+		name:  "Delete leaves the extras for the next token of the key",
+		store: delStoreOf(delKeepsExtra),
+		fails: []string{"Delete/Load"},
+	}, {
+		name:  "Delete marks the token deleted and CompareAndSwap still compares with it",
+		store: delStoreOf(delSoft),
+		fails: []string{"Delete/Load", "Delete/CAS", "Delete/RacesCAS"},
+	}, {
+		name:  "Delete does not wait for a CompareAndSwap between its check and its write",
+		store: delStoreOf(delUnlocked),
+		fails: []string{"Delete/RacesCAS"},
+	}, {
+		name:  "Delete removes every key that starts with the key",
+		store: delStoreOf(delPrefix),
+		fails: []string{"Delete/Other"},
+	}, {
+		name:  "Delete hangs on a cancelled context",
+		store: delStoreOf(delHangs),
+		fails: []string{"ContextCancelled"},
 	}, {
 		name:  "Lock does not exclude",
 		store: lockVariantOf(noLock),
