@@ -74,27 +74,16 @@ func newGoroutines(before map[string]string) []string {
 
 // TestCloseLeavesNothingRunning: an engine that did everything that starts
 // background work (a save that keeps failing and is retried, events for a
-// slow OnEvent, an early refresh, the idle sweep, a schedule of refresh
-// times) has nothing of it running after Close, which reports the token
-// it could not save.
+// slow OnEvent, the idle sweep, a schedule of refresh times) has nothing of
+// it running after Close, which reports the token it could not save.
 func TestCloseLeavesNothingRunning(t *testing.T) {
 	before := engineGoroutines()
 	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour})
 	store := new(fakeStore)
 	slow := make(chan struct{})
-	e, _ := New(Config{Endpoint: memEndpoint(srv), Store: store, IdleTimeout: time.Minute, ExpirySkew: 59*time.Minute + 59*time.Second,
+	e, _ := New(Config{Endpoint: memEndpoint(srv), Store: store, IdleTimeout: time.Minute,
 		OnEvent: func(Event) { <-slow }})
-	for i := range 100 {
-		key := fmt.Sprintf("user-%d", i)
-		store.Save(t.Context(), key, srv.Token())
-		if _, err := e.Token(t.Context(), key); err != nil {
-			t.Fatal(err)
-		}
-	}
-	store.failSaves(errors.New("store down"))
-	if _, err := e.Refresh(t.Context(), "user-0", nil); err != nil {
-		t.Fatal(err)
-	}
+	usersWithPendingSave(t, e, store, srv, 100)
 	if len(runningSince(before)) == 0 {
 		t.Fatal("no background work running before Close: the test tests nothing")
 	}

@@ -128,17 +128,7 @@ func TestIdleTimeout(t *testing.T) {
 		store := new(fakeStore)
 		e, _ := New(Config{Endpoint: memEndpoint(srv), Store: store, IdleTimeout: time.Minute})
 		defer e.Close(context.Background())
-		for i := range 100 {
-			key := fmt.Sprintf("user-%d", i)
-			store.Save(t.Context(), key, srv.Token())
-			if _, err := e.Token(t.Context(), key); err != nil {
-				t.Fatal(err)
-			}
-		}
-		store.failSaves(errors.New("store down"))
-		if _, err := e.Refresh(t.Context(), "user-0", nil); err != nil { // pending while the store is down
-			t.Fatal(err)
-		}
+		usersWithPendingSave(t, e, store, srv, 100)
 		c := &http.Client{Transport: &Transport{Engine: e, Base: &apiStub{srv: srv}, Key: "user-1"}}
 		for range 12 { // two minutes of use
 			if code, _, err := get(t, c, "http://api.test/"); code != 200 {
@@ -159,6 +149,27 @@ func TestIdleTimeout(t *testing.T) {
 			t.Errorf("store loads for an evicted key's next use = %d, want 1", got-loads)
 		}
 	})
+}
+
+// usersWithPendingSave gives e the keys user-0 to user-<n-1>, loaded from
+// store, then refreshes user-0 and leaves store failing every save, so that
+// user-0's save stays pending.
+func usersWithPendingSave(t *testing.T, e *Engine, store *fakeStore, srv *testServer, n int) {
+	t.Helper()
+	for i := range n {
+		key := fmt.Sprintf("user-%d", i)
+		store.Save(t.Context(), key, srv.Token())
+		if _, err := e.Token(t.Context(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.failSaves(errors.New("store down"))
+	if _, err := e.Refresh(t.Context(), "user-0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Stats().PendingSaves; n != 1 {
+		t.Fatalf("pending saves = %d, want 1", n)
+	}
 }
 
 // TestCloseEndsEverything: after Close, every call fails with ErrClosed,
