@@ -34,8 +34,13 @@
 //
 //   - No token in memory: it is loaded from the store.
 //   - The token expires within the skew (Config.ExpirySkew, 60 s by
-//     default, but at most half the token's lifetime). A token without an
-//     expiry is used until the API rejects it.
+//     default, but at most half the token's lifetime, and up to half of it
+//     earlier at random, so that many keys and processes do not refresh at
+//     once). Such a token is still valid: requests keep using it while one
+//     refresh replaces it in the background, and nobody waits. The refresh
+//     starts when a request finds the token due: an idle key is never
+//     refreshed. A token without an expiry is used until the API rejects
+//     it.
 //   - The API answers 401 with error "invalid_token" or no error code, or
 //     Config.NeedsRefresh says so. A 403 "insufficient_scope" never
 //     refreshes: a new token would have the same scope.
@@ -69,6 +74,15 @@
 // token). Package filestore is such a store for processes on one machine,
 // package sealed encrypts tokens before any store, and package storetest
 // checks a store against these contracts.
+//
+// # Lifecycle
+//
+// [Engine.Close] stops the engine's background work and reports the tokens
+// it could not save. [Engine.Forget] drops a key from memory (its next use
+// reloads it from the store), Config.IdleTimeout does so for keys that go
+// unused, and [Engine.Logout] revokes a key's token at the server, deletes
+// it from the store (a [Deleter]) and forgets it. A key costs about 400
+// bytes of memory.
 //
 // # Errors
 //
