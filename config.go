@@ -91,7 +91,11 @@ type Config struct {
 	// ExpirySkew is how long before its expiry a token is refreshed.
 	// Optional: zero means 60 seconds; negative means at expiry. It is
 	// clamped to half the token's lifetime, so short-lived tokens are not
-	// refreshed on every request.
+	// refreshed on every request. Each token's refresh comes up to half the
+	// skew earlier still, at random (but not before half its lifetime), so
+	// that many keys, and the processes that share them, do not refresh at
+	// the same instant. The refresh runs in the background: requests keep
+	// using the token, still valid, meanwhile.
 	ExpirySkew time.Duration
 
 	// RefreshAttempts is how many times one refresh may call the token

@@ -36,7 +36,7 @@
 //   - The token expires within the skew (Config.ExpirySkew, 60 s by
 //     default, but at most half the token's lifetime, and up to half of it
 //     earlier at random, so that many keys and processes do not refresh at
-//     once). Such a token is still valid: requests keep using it while one
+//     once, though never before half the lifetime). Such a token is still valid: requests keep using it while one
 //     refresh replaces it in the background, and nobody waits. The refresh
 //     starts when a request finds the token due: an idle key is never
 //     refreshed. A token without an expiry is used until the API rejects

@@ -213,3 +213,36 @@ func testDeferToHolder(t *testing.T, srv *testServer, try bool) {
 	}
 	e.Close(context.Background())
 }
+
+// TestRefreshJitter: each token's refresh time is drawn between the expiry
+// minus the skew and up to half the skew earlier, never before half the
+// lifetime, and the draws differ, so that keys and processes spread out.
+func TestRefreshJitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, _ := New(Config{Endpoint: EndpointFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+			return nil, nil
+		})})
+		for _, tc := range []struct {
+			life             time.Duration
+			earliest, latest time.Duration // before the expiry
+			distinct         int           // at least, of 1000 refresh times
+		}{
+			{time.Hour, 90 * time.Second, 60 * time.Second, 900},
+			{150 * time.Second, 75 * time.Second, 60 * time.Second, 400}, // half the lifetime caps half the draws
+			{3 * time.Second, 1500 * time.Millisecond, 1500 * time.Millisecond, 1},
+		} {
+			seen := map[int64]bool{}
+			for range 1000 {
+				tok := &oauth2.Token{AccessToken: "at", Expiry: time.Now().Add(tc.life), ExpiresIn: int64(tc.life / time.Second)}
+				before := time.Duration(mono()+int64(tc.life)) - time.Duration(e.newSnapshot("k", tok).refreshAt.Load())
+				if before < tc.latest || before > tc.earliest {
+					t.Fatalf("%v token: refreshed %v before its expiry, want %v to %v", tc.life, before, tc.latest, tc.earliest)
+				}
+				seen[int64(before)] = true
+			}
+			if len(seen) < tc.distinct {
+				t.Errorf("%v token: %d distinct refresh times in 1000, want at least %d", tc.life, len(seen), tc.distinct)
+			}
+		}
+	})
+}

@@ -250,11 +250,13 @@ func (e *Engine) postpone(s *snapshot) {
 // sent leaves the snapshot unsendable: its refresh token may mend it.
 func (e *Engine) newSnapshot(key string, t *oauth2.Token) *snapshot {
 	s := &snapshot{tok: t}
-	if at := e.refreshTime(t); !at.IsZero() {
+	if !t.Expiry.IsZero() {
 		// Jitter: up to half the skew earlier, so that the keys of a
-		// fleet, and its processes, do not all refresh at once.
-		early := time.Until(at) - rand.N(e.skewOf(t)/2+1)
-		s.refreshAt.Store(max(mono()+int64(early), 1))
+		// fleet, and its processes, do not all refresh at once; never
+		// before half the lifetime.
+		life, skew := e.skewOf(t)
+		lead := min(skew+rand.N(skew/2+1), max(life/2, skew))
+		s.refreshAt.Store(max(mono()+int64(time.Until(t.Expiry)-lead), 1))
 	}
 	typ := t.Type()
 	if t.AccessToken == "" || !headerSafe(t.AccessToken) || !headerSafe(typ) {
@@ -273,18 +275,19 @@ func (e *Engine) refreshTime(t *oauth2.Token) time.Time {
 	if t.Expiry.IsZero() {
 		return time.Time{}
 	}
-	return t.Expiry.Add(-e.skewOf(t))
+	_, skew := e.skewOf(t)
+	return t.Expiry.Add(-skew)
 }
 
-// skewOf is the configured skew clamped to half t's lifetime. When the
-// lifetime is not known (a stored token without expires_in), the time left
-// is a lower bound of it.
-func (e *Engine) skewOf(t *oauth2.Token) time.Duration {
-	life := time.Duration(t.ExpiresIn) * time.Second
+// skewOf returns t's lifetime and the configured skew clamped to half of
+// it. When the lifetime is not known (a stored token without expires_in),
+// the time left is a lower bound of it.
+func (e *Engine) skewOf(t *oauth2.Token) (life, skew time.Duration) {
+	life = time.Duration(t.ExpiresIn) * time.Second
 	if life <= 0 {
 		life = time.Until(t.Expiry)
 	}
-	return max(min(e.skew, life/2), 0)
+	return life, max(min(e.skew, life/2), 0)
 }
 
 // refreshedSnapshot is newSnapshot for t, which a refresh just returned.
