@@ -2,6 +2,7 @@ package refresh
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -243,6 +244,35 @@ func TestRefreshJitter(t *testing.T) {
 			if len(seen) < tc.distinct {
 				t.Errorf("%v token: %d distinct refresh times in 1000, want at least %d", tc.life, len(seen), tc.distinct)
 			}
+		}
+	})
+}
+
+// TestEarlyRefreshFailureReported: an early refresh that fails temporarily
+// leaves the valid token serving, and its event says it failed, with the
+// error: a dashboard sees failures before the token expires.
+func TestEarlyRefreshFailureReported(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: 10 * time.Minute})
+	synctest.Test(t, func(t *testing.T) {
+		var failed []error
+		e, _ := New(Config{Endpoint: memEndpoint(srv), RefreshAttempts: 1, OnEvent: func(ev Event) {
+			if ev.Kind == EventRefresh && ev.Outcome == OutcomeTemporary {
+				failed = append(failed, ev.Err)
+			}
+		}})
+		defer e.Close(context.Background())
+		e.SetToken(t.Context(), "", srv.Token())
+		srv.SetFaults(refreshtest.Faults{Rate: 1, Kind: refreshtest.FaultUnavailable})
+		time.Sleep(9 * time.Minute)
+		c := &http.Client{Transport: &Transport{Engine: e, Base: &apiStub{srv: srv}}}
+		if code, _, err := get(t, c, "http://api.test/"); code != 200 {
+			t.Fatalf("request with the valid token: %d %v", code, err)
+		}
+		synctest.Wait()
+		FlushEvents(e)
+		var x *Error
+		if len(failed) != 1 || !errors.As(failed[0], &x) || !x.Temporary() {
+			t.Errorf("events of the failed early refresh: %v; want one temporary *Error", failed)
 		}
 	})
 }

@@ -42,7 +42,7 @@ func (e *Engine) Close(ctx context.Context) error {
 			e.logError("closing without saving the newest token", ent.key, nil)
 		}
 		ent.releaseHeld()
-		if !ent.gone {
+		if !ent.gone && ent.cur.Load() != nil {
 			e.publish(ent, closedSnapshot)
 		}
 		ent.mu.Unlock()

@@ -125,6 +125,9 @@ func (r *run) temporary(x *Error) (*snapshot, error) {
 	t := r.ent.trouble()
 	t.coolUntil, t.coolErr = time.Now().Add(cooldown(x)), x
 	if r.stillValid() {
+		// The callers (if any joined) keep the valid token; the event
+		// still tells of the failure.
+		r.ev.Outcome, r.ev.Err = OutcomeTemporary, x
 		r.e.postpone(r.cur)
 		return r.cur, nil
 	}
