@@ -224,6 +224,11 @@ func (r *run) reread(ctx context.Context) (*snapshot, error, bool) {
 			return s, err, true
 		case SameToken(stored, mem):
 			ent.seen, ent.seenOK = mem, true // one copy of the token
+		case r.trigger == TriggerRejected && r.rejected != nil && SameToken(stored, r.rejected.tok):
+			// The API rejected this very token, sent from an entry since
+			// forgotten: refresh it rather than adopt it again.
+			r.base = copyToken(stored)
+			ent.seen, ent.seenOK = r.base, true
 		default:
 			ns, c := e.adoptStored(r.key, ent, stored, "adopted stored token")
 			ent.seen, ent.seenOK = c, true

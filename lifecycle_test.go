@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -251,5 +252,39 @@ func TestDeleteDuringRefresh(t *testing.T) {
 	}
 	if n := srv.Stats().TokenRequests; n != calls {
 		t.Errorf("token requests for the deleted key = %d, want 0", n-calls)
+	}
+}
+
+// TestRejectedAcrossForget: a request sent with a key's token just before
+// the key was forgotten, and rejected after, refreshes that token: the new
+// entry does not adopt the rejected token back from the store.
+func TestRejectedAcrossForget(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour})
+	store := new(MemoryStore)
+	e, _ := New(Config{Endpoint: memEndpoint(srv), Store: store})
+	defer e.Close(context.Background())
+	store.Save(t.Context(), "alice", srv.Token())
+	sent, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	api := &apiStub{srv: srv, before: func(*http.Request) {
+		once.Do(func() { close(sent); <-release })
+	}}
+	c := &http.Client{Transport: &Transport{Engine: e, Base: api, Key: "alice"}}
+	done := make(chan int)
+	go func() {
+		code, _, _ := get(t, c, "http://api.test/")
+		done <- code
+	}()
+	<-sent
+	if err := e.Forget(t.Context(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	srv.RevokeAccessTokens()
+	close(release)
+	if code := <-done; code != 200 {
+		t.Errorf("request rejected across a Forget: %d, want 200 after one refresh", code)
+	}
+	if n := srv.Stats().TokenRequests; n != 1 {
+		t.Errorf("token requests = %d, want 1", n)
 	}
 }
