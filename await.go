@@ -63,7 +63,7 @@ func (e *Engine) acquire(ctx context.Context, key string, ent *entry, s *snapsho
 			// An unsendable token is refreshed unless there is nothing
 			// to refresh it with; one that came from a refresh waits
 			// for its refresh time (see refreshedSnapshot).
-			if s.tok.RefreshToken == "" || s.state == unusable && (s.refreshAt.Load() == 0 || mono() < s.refreshAt.Load()) {
+			if s.tok.RefreshToken == "" && e.fetcher == nil || s.state == unusable && (s.refreshAt.Load() == 0 || mono() < s.refreshAt.Load()) {
 				return nil, s.err(key)
 			}
 			trigger = TriggerExpired

@@ -2,6 +2,7 @@ package refresh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -18,9 +19,35 @@ import (
 //
 // Each attempt is recorded in ev.Requests.
 func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token, ev *Event, peer func() *oauth2.Token) (nt, newer *oauth2.Token, x *Error) {
+	return e.calls(ctx, key, base, ev, peer, func(ctx context.Context) (*oauth2.Token, error) {
+		return e.endpointRefresh(ctx, copyToken(base))
+	})
+}
+
+// fetch is call for a Fetcher's grant: the key has no refresh token.
+func (e *Engine) fetch(ctx context.Context, key string, ev *Event) (*oauth2.Token, *Error) {
+	nt, _, x := e.calls(ctx, key, nil, ev, nil, func(ctx context.Context) (*oauth2.Token, error) {
+		return e.endpointFetch(ctx, key)
+	})
+	if x != nil && errors.Is(x, ErrReauthRequired) {
+		// Nobody's login can mend a refused grant: the client must be
+		// configured anew (see Fetcher).
+		c := *x
+		c.Err = errGrantRefused
+		x = &c
+	}
+	return nt, x
+}
+
+// errGrantRefused is the error of a Fetcher's grant that the token endpoint
+// refused.
+var errGrantRefused = fmt.Errorf("%w: the token endpoint refused the grant", ErrClientConfig)
+
+// calls makes the token request req on behalf of call and fetch.
+func (e *Engine) calls(ctx context.Context, key string, base *oauth2.Token, ev *Event, peer func() *oauth2.Token, req func(context.Context) (*oauth2.Token, error)) (nt, newer *oauth2.Token, x *Error) {
 	delay := retryBase
 	for attempt := 1; ; attempt++ {
-		nt, x := e.attempt(ctx, key, base, ev)
+		nt, x := e.attempt(ctx, key, base, ev, req)
 		if x == nil {
 			return nt, nil, nil
 		}
@@ -47,10 +74,10 @@ func (e *Engine) call(ctx context.Context, key string, base *oauth2.Token, ev *E
 	}
 }
 
-// attempt calls the endpoint once and records the call in ev.
-func (e *Engine) attempt(ctx context.Context, key string, base *oauth2.Token, ev *Event) (*oauth2.Token, *Error) {
+// attempt calls the endpoint once, through call, and records the call in ev.
+func (e *Engine) attempt(ctx context.Context, key string, base *oauth2.Token, ev *Event, call func(context.Context) (*oauth2.Token, error)) (*oauth2.Token, *Error) {
 	req := TokenRequest{Start: time.Now()}
-	nt, err := e.endpointRefresh(ctx, copyToken(base))
+	nt, err := call(ctx)
 	req.Duration = time.Since(req.Start)
 	if err == nil && (nt == nil || nt.AccessToken == "") {
 		err = fmt.Errorf("%w: token endpoint returned no access token", ErrReauthRequired)

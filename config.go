@@ -163,6 +163,7 @@ func New(c Config) (*Engine, error) {
 		}
 		e.endpoint = ep
 	}
+	e.fetcher, _ = e.endpoint.(Fetcher)
 	if v, ok := e.endpoint.(interface{ validate() error }); ok {
 		if err := v.validate(); err != nil {
 			return nil, errors.New("refresh: " + err.Error())

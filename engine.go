@@ -21,6 +21,7 @@ import (
 // [Engine.Client], a [Transport], [Engine.Token] or [Engine.TokenSource].
 type Engine struct {
 	endpoint     Endpoint
+	fetcher      Fetcher // endpoint, if it is one
 	store        TokenStore
 	skew         time.Duration
 	timeout      time.Duration

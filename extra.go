@@ -57,6 +57,9 @@ func carryOver(nt, base *oauth2.Token) *oauth2.Token {
 // log line: its access and refresh tokens, and its extras that are tokens
 // too (see secretExtra).
 func tokenSecrets(t *oauth2.Token) []string {
+	if t == nil {
+		return nil
+	}
 	s := []string{t.AccessToken, t.RefreshToken}
 	for name, v := range extra.Of(t) {
 		if str, ok := v.(string); ok && secretExtra(name) {

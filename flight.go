@@ -82,6 +82,9 @@ func (r *run) protocol(callerCtx context.Context) (*snapshot, error) {
 	// nothing more until the key gets a new token.
 	if x.Code == "invalid_request" && x.Err == nil {
 		x.Err = ErrReauthRequired
+		if r.fetches() {
+			x.Err = errGrantRefused
+		}
 	}
 	return r.latch(r.base, x)
 }
@@ -210,6 +213,8 @@ func (r *run) reread(ctx context.Context) (*snapshot, error, bool) {
 	if ent.pending() == nil {
 		stored, err := r.ev.timeLoad(func() (*oauth2.Token, error) { return e.storeLoad(ctx, r.key) })
 		switch {
+		case errors.Is(err, ErrNotFound) && e.fetcher != nil:
+			ent.seen, ent.seenOK, r.base = nil, true, nil // the grant gets one
 		case errors.Is(err, ErrNotFound):
 			// No token, or it was deleted (a logout, maybe in another
 			// process): the key needs a login, and a token this process
@@ -240,6 +245,8 @@ func (r *run) reread(ctx context.Context) (*snapshot, error, bool) {
 		}
 	}
 	switch {
+	case r.fetches():
+		// No refresh token, and a grant that needs none (step 5).
 	case r.cur != nil && r.cur.state == latched && r.base == r.cur.tok:
 		s, err := r.latch(r.cur.tok, r.cur.err(r.key))
 		return s, err, true

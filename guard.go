@@ -100,6 +100,11 @@ func (e *Engine) endpointRevoke(ctx context.Context, rv Revoker, tok *oauth2.Tok
 	return rv.Revoke(ctx, tok)
 }
 
+func (e *Engine) endpointFetch(ctx context.Context, key string) (nt *oauth2.Token, err error) {
+	defer recovered(&err, "token endpoint")
+	return e.fetcher.Fetch(ctx, key)
+}
+
 func (e *Engine) endpointRefresh(ctx context.Context, tok *oauth2.Token) (nt *oauth2.Token, err error) {
 	defer recovered(&err, "token endpoint")
 	return e.endpoint.Refresh(ctx, tok)

@@ -17,6 +17,10 @@ import (
 // adopted (s), or refreshed if it is due itself; the refresh token that lost
 // is never sent again.
 func (r *run) refresh(ctx context.Context) (nt *oauth2.Token, s *snapshot, x *Error) {
+	if r.fetches() {
+		nt, x := r.e.fetch(ctx, r.key, r.ev)
+		return nt, nil, x
+	}
 	nt, peer, x := r.e.call(ctx, r.key, r.base, r.ev, func() *oauth2.Token {
 		return r.e.peerToken(ctx, r.key, r.ent, r.base)
 	})
@@ -46,7 +50,7 @@ func (r *run) refresh(ctx context.Context) (nt *oauth2.Token, s *snapshot, x *Er
 func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapshot, error) {
 	e, ent := r.e, r.ent
 	nt = carryOver(nt, r.base) // a copy, keeping base's id_token and scope if nt has none
-	if nt.RefreshToken == "" {
+	if nt.RefreshToken == "" && !r.fetches() {
 		nt.RefreshToken = r.base.RefreshToken // RFC 6749 §6: the old one stays valid
 	}
 	if !nt.Expiry.IsZero() && !nt.Expiry.After(time.Now()) {
@@ -132,6 +136,12 @@ func (r *run) temporary(x *Error) (*snapshot, error) {
 		return r.cur, nil
 	}
 	return nil, x
+}
+
+// fetches reports whether the flight gets its token from the endpoint's
+// Fetcher grant: there is no refresh token to refresh with.
+func (r *run) fetches() bool {
+	return r.e.fetcher != nil && (r.base == nil || r.base.RefreshToken == "")
 }
 
 // stillValid reports whether the flight was started early for the token in
