@@ -23,6 +23,8 @@ func (e *Engine) current(ctx context.Context, key string) (*entry, *snapshot, er
 	case s.usable():
 	case s.valid(time.Now()):
 		e.renewEarly(ctx, key, ent, s)
+	case e.fetcher != nil && fetching(ctx, e, key):
+		return nil, nil, &Error{Key: key, Err: errGrantCycle} // waiting would deadlock
 	default:
 		var err error
 		if s, err = e.acquire(ctx, key, ent, s); err != nil {

@@ -29,9 +29,10 @@ func (e *Engine) fetch(ctx context.Context, key string, ev *Event) (*oauth2.Toke
 	nt, _, x := e.calls(ctx, key, nil, ev, nil, func(ctx context.Context) (*oauth2.Token, error) {
 		return e.endpointFetch(ctx, key)
 	})
-	if x != nil && errors.Is(x, ErrReauthRequired) {
-		// Nobody's login can mend a refused grant: the client must be
-		// configured anew (see Fetcher).
+	if x != nil && x.StatusCode != 0 && errors.Is(x, ErrReauthRequired) {
+		// Nobody's login can mend a grant the server refused: the client
+		// must be configured anew (see Fetcher). An error of the grant's
+		// own inputs (the subject token of another key) stays as it is.
 		c := *x
 		c.Err = errGrantRefused
 		x = &c

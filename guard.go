@@ -102,7 +102,7 @@ func (e *Engine) endpointRevoke(ctx context.Context, rv Revoker, tok *oauth2.Tok
 
 func (e *Engine) endpointFetch(ctx context.Context, key string) (nt *oauth2.Token, err error) {
 	defer recovered(&err, "token endpoint")
-	return e.fetcher.Fetch(ctx, key)
+	return e.fetcher.Fetch(withFetch(ctx, e, key), key)
 }
 
 func (e *Engine) endpointRefresh(ctx context.Context, tok *oauth2.Token) (nt *oauth2.Token, err error) {
