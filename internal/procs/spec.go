@@ -95,7 +95,19 @@ type Spec struct {
 	// PauseSave makes the first save of a refreshed token wait for the
 	// parent's "resume" (see the protocol).
 	PauseSave bool `json:"pause_save,omitempty"`
+	// Grant is how the worker gets its tokens: GrantRefresh (the
+	// default), GrantClientCredentials (the engine, a
+	// refresh.ClientCredentials endpoint), or GrantXOAuth2 (no engine:
+	// golang.org/x/oauth2's clientcredentials, for comparison).
+	Grant string `json:"grant,omitempty"`
 }
+
+// The grants of Spec.Grant.
+const (
+	GrantRefresh           = ""
+	GrantClientCredentials = "client_credentials"
+	GrantXOAuth2           = "x/oauth2 clientcredentials"
+)
 
 func (s Spec) header() string {
 	if s.Header == "" {

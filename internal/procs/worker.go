@@ -51,6 +51,9 @@ type worker struct {
 func Work(spec Spec, store refresh.TokenStore) int {
 	w := &worker{spec: spec, out: &out{w: os.Stdout}, served: map[string]string{}}
 	w.rep.Served, w.rep.StoreEvents, w.rep.Flights = map[string]int64{}, map[string]int64{}, map[string]int64{}
+	if spec.Grant == GrantXOAuth2 {
+		return w.xoauth2()
+	}
 	l, ok := store.(refresh.Locker)
 	if !ok {
 		fmt.Fprintf(os.Stderr, "procs: worker %s: the store (%T) is not a refresh.Locker\n", spec.ID, store)
@@ -90,12 +93,17 @@ func (w *worker) config() refresh.Config {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
+	form := refresh.FormEndpoint{
+		TokenURL: w.spec.TokenURL, ClientID: w.spec.ClientID, ClientSecret: w.spec.ClientSecret,
+		Auth: w.spec.Auth, Header: http.Header{w.spec.header(): {w.spec.ID}},
+	}
+	var ep refresh.Endpoint = &form
+	if w.spec.Grant == GrantClientCredentials {
+		ep = &refresh.ClientCredentials{FormEndpoint: form}
+	}
 	return refresh.Config{
-		Store: w.pause.wrap(),
-		Endpoint: &refresh.FormEndpoint{
-			TokenURL: w.spec.TokenURL, ClientID: w.spec.ClientID, ClientSecret: w.spec.ClientSecret,
-			Auth: w.spec.Auth, Header: http.Header{w.spec.header(): {w.spec.ID}},
-		},
+		Store:           w.pause.wrap(),
+		Endpoint:        ep,
 		RefreshAttempts: attempts,
 		RefreshTimeout:  timeout,
 		OnEvent:         w.event,
