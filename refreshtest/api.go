@@ -13,8 +13,9 @@ import (
 const ScopeNeededPath = "/scope-needed"
 
 // GrantHeader is the response header in which the protected API names the
-// grant (1, 2, … in the order of [Server.Token] calls) of the access token it
-// accepted, so a multi-user test can check that tokens never cross users.
+// grant (1, 2, … in the order they started: [Server.Token] calls,
+// client-credentials grants) of the access token it accepted, so a
+// multi-user test can check that tokens never cross users.
 const GrantHeader = "Refreshtest-Grant"
 
 // Challenges of the protected API (RFC 6750 §3).

@@ -10,7 +10,7 @@ import (
 type TokenEventKind int
 
 const (
-	// TokenGranted is a granted refresh: new tokens were issued, or a
+	// TokenGranted is a granted request: new tokens were issued, or a
 	// RotateGrace reuse was answered with the first answer again.
 	TokenGranted TokenEventKind = iota + 1
 	// TokenReuse is a spent refresh token presented again and refused:
@@ -23,7 +23,8 @@ const (
 	// expired or of a revoked grant, invalid_request, invalid_client…
 	TokenRefused
 	// TokenFault is a request answered with an injected fault (see
-	// [Faults]) without being handled: its refresh token was not used.
+	// [Faults]) without being handled: its refresh token was not used,
+	// nor were any tokens issued.
 	TokenFault
 )
 
@@ -51,19 +52,33 @@ func (k TokenEventKind) String() string {
 type TokenEvent struct {
 	Kind TokenEventKind
 
+	// GrantType is the grant_type the request named, as sent:
+	// [GrantRefreshToken] (always in a JSON dialect),
+	// [GrantClientCredentials], another one the server refused, or "" if
+	// none could be read.
+	GrantType string
+
 	// Time is when the server decided, on its clock (Options.Now): after
 	// Faults.Latency, before the answer was written.
 	Time time.Time
 
 	// Grant and Pair name the refresh token the request presented. Grant
 	// is 0 (and Pair too) when the request carried no refresh token the
-	// server issued.
+	// server issued, as with every client-credentials request.
 	Grant, Pair int
 
-	// NewPair is the pair a granted refresh returned (with RotateNever,
-	// the new access token's; the refresh token stays). 0 unless Kind is
+	// NewGrant and NewPair name the tokens a granted request returned: for
+	// a refresh, Grant and its next pair (with RotateNever, the new access
+	// token's; the refresh token stays); for a client-credentials grant,
+	// the new grant it started, and pair 0. Both are 0 unless Kind is
 	// TokenGranted.
-	NewPair int
+	NewGrant, NewPair int
+
+	// Scope, Audience and Resource are the scope, audience and resource
+	// parameters of a client-credentials request, as sent (audience and
+	// resource may be repeated); empty for a refresh.
+	Scope              string
+	Audience, Resource []string
 
 	// Reuse reports that the refresh token presented was spent already
 	// (counted in Stats.Reuses): always for TokenReuse, and for a
@@ -99,18 +114,23 @@ type TokenEvent struct {
 	Header http.Header
 }
 
-// granted records a granted refresh that returned pair n.
-func (ev *TokenEvent) granted(n int) {
-	ev.Kind, ev.Code, ev.NewPair = TokenGranted, "", n
+// granted records a granted request that returned pair n of grant g.
+func (ev *TokenEvent) granted(g, n int) {
+	ev.Kind, ev.Code, ev.NewGrant, ev.NewPair = TokenGranted, "", g, n
 }
 
-// pairOf returns the grant and pair number of the refresh token rt, or
-// zeros if the server did not issue it. Called with mu held.
-func (s *Server) pairOf(rt string) (grant, pair int) {
-	if r := s.refresh[rt]; r != nil {
-		return r.g.id, r.n
+// presented fills in the parts of ev that req tells on arrival: the grant
+// type, what it asked for, and the grant and pair of the refresh token it
+// presented, or zeros if the server did not issue it. Called with mu held.
+func (s *Server) presented(req tokenRequest, ev *TokenEvent) {
+	ev.GrantType = req.grantType
+	if o := req.other; o != nil {
+		ev.Scope, ev.Audience, ev.Resource = o.scope, o.audience, o.resource
+		return
 	}
-	return 0, 0
+	if r := s.refresh[req.rt]; r != nil {
+		ev.Grant, ev.Pair = r.g.id, r.n
+	}
 }
 
 // notify passes ev, for request r, to Options.OnTokenRequest. Called
