@@ -8,14 +8,22 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Grant types the token endpoint takes (RFC 6749 §6 and §4.4).
+// Grant types the token endpoint takes (RFC 6749 §6 and §4.4, RFC 8693 §2.1).
 const (
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
 )
 
+// TokenTypeAccessToken is the token type identifier (RFC 8693 §3) of the
+// server's access tokens: the only subject_token_type, actor_token_type and
+// requested_token_type a token exchange takes, and its issued_token_type.
+// The server's tokens are opaque, not JWTs, so it does not take
+// "urn:ietf:params:oauth:token-type:jwt".
+const TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+
 // GrantOptions configure a grant that needs no refresh token:
-// Options.ClientCredentials. Each granted request
+// Options.ClientCredentials or Options.TokenExchange. Each granted request
 // starts a grant of its own, whose tokens the API accepts, the revocation
 // methods and endpoint revoke and Options.Lifetime expires as a login's.
 // The zero value lets the client use the grant, grants whatever scope,
@@ -28,12 +36,13 @@ type GrantOptions struct {
 	// Scopes, if set, are the scopes a request may ask for; a scope
 	// parameter naming another is refused with invalid_scope. Optional:
 	// nil grants any. The answer's scope is the one asked for; a request
-	// that asks for none gets Options.Scope.
+	// that asks for none gets Options.Scope (client credentials) or the
+	// subject token's (token exchange).
 	Scopes []string
 
 	// Audiences, if set, are the values the audience and resource
-	// parameters may take; another is refused with invalid_target (RFC 8707
-	// §2). Optional: nil allows any. Either way a resource
+	// parameters may take; another is refused with invalid_target (RFC 8693
+	// §2.2.2, RFC 8707 §2). Optional: nil allows any. Either way a resource
 	// must be an absolute URI without a fragment (RFC 8707 §2).
 	Audiences []string
 
@@ -43,10 +52,12 @@ type GrantOptions struct {
 	RefreshTokens bool
 }
 
-// otherGrant is what a client-credentials request asked for.
+// otherGrant is what a client-credentials or token exchange request asked
+// for.
 type otherGrant struct {
 	scope              string
 	audience, resource []string // as sent, repeated or not
+	subject, actor     string   // the tokens a token exchange presented
 }
 
 // readOtherGrant reads and checks, once the client has authenticated, a
@@ -58,6 +69,8 @@ func (s *Server) readOtherGrant(form url.Values, req *tokenRequest) bool {
 	switch req.grantType {
 	case GrantClientCredentials:
 		opts, defined = s.opts.ClientCredentials, s.clientCredentialsParam
+	case GrantTokenExchange:
+		opts, defined = s.opts.TokenExchange, s.tokenExchangeParam
 	default:
 		return false
 	}
@@ -66,6 +79,8 @@ func (s *Server) readOtherGrant(form url.Values, req *tokenRequest) bool {
 		scope:    form.Get("scope"),
 		audience: form["audience"],
 		resource: form["resource"],
+		subject:  form.Get("subject_token"),
+		actor:    form.Get("actor_token"),
 	}
 	req.err = s.checkOtherGrant(form, req.grantType, opts, defined)
 	return true
@@ -82,6 +97,10 @@ func (s *Server) checkOtherGrant(form url.Values, grantType string, opts GrantOp
 		return refuse("unauthorized_client", "This client may not use grant type %s.", grantType)
 	case grantType == GrantClientCredentials && s.opts.Public:
 		return refuse("unauthorized_client", "A public client cannot use client credentials (RFC 6749 §4.4).")
+	case grantType == GrantTokenExchange:
+		if e := checkExchange(form); e != nil {
+			return e
+		}
 	}
 	if e := opts.checkScope(form.Get("scope")); e != nil {
 		return e
@@ -119,9 +138,13 @@ func (o GrantOptions) checkTargets(audience, resource []string) *oauthError {
 }
 
 // repeatable reports whether form may repeat the parameter k: audience and
-// resource, in the grant that takes them (RFC 8693 §2.1, RFC 8707 §2).
+// resource, in the grants that take them (RFC 8693 §2.1, RFC 8707 §2).
 func repeatable(form url.Values, k string) bool {
-	return form.Get("grant_type") == GrantClientCredentials && (k == "audience" || k == "resource")
+	switch form.Get("grant_type") {
+	case GrantClientCredentials, GrantTokenExchange:
+		return k == "audience" || k == "resource"
+	}
+	return false
 }
 
 // newGrant starts a grant whose token responses carry scope. Called with
@@ -132,8 +155,8 @@ func (s *Server) newGrant(scope string) *grant {
 	return g
 }
 
-// startGrant answers a granted client-credentials request with the first
-// tokens of a new grant. Called with mu held.
+// startGrant answers a granted client-credentials or token exchange
+// request with the first tokens of a new grant. Called with mu held.
 func (s *Server) startGrant(scope string, opts GrantOptions, t tokenJSON, ev *TokenEvent) answer {
 	g := s.newGrant(scope)
 	now := s.opts.Now()

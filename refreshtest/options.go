@@ -187,7 +187,7 @@ type Options struct {
 	// exactly (WSO2 wants "PRODUCTION"), and is returned in every token
 	// response of a login's grant. Optional: empty means no scope was
 	// granted, and a refresh that asks for one is refused with
-	// invalid_scope. (Client credentials ask for theirs: see GrantOptions.)
+	// invalid_scope. (The other grants ask for theirs: see GrantOptions.)
 	Scope string
 
 	// Extra, if set, adds members to token responses, such as an OpenID
@@ -197,7 +197,7 @@ type Options struct {
 	// of the token [Server.Token] (or ClientCredentialsToken) returns. A
 	// nil or empty map adds nothing; a member the response has already
 	// (access_token, token_type, expires_in, refresh_token, scope if the
-	// grant has one) is not replaced. A RotateGrace replay repeats the first answer,
+	// grant has one, issued_token_type) is not replaced. A RotateGrace replay repeats the first answer,
 	// members included. It is called with the server's lock held and must
 	// not call the Server's methods. Optional.
 	Extra func(grant, pair int) map[string]any
@@ -206,6 +206,11 @@ type Options struct {
 	// §4.4), which the token endpoint takes from a confidential client in
 	// the form dialect. Optional: the zero value takes it.
 	ClientCredentials GrantOptions
+
+	// TokenExchange configures the token exchange grant (RFC 8693), which
+	// the token endpoint takes in the form dialect. Optional: the zero
+	// value takes it.
+	TokenExchange GrantOptions
 
 	// TokenPath is the path of the token endpoint on its server. Optional:
 	// empty means "/token".

@@ -15,7 +15,7 @@ import (
 type tokenRequest struct {
 	grantType string      // as sent; GrantRefreshToken in a JSON dialect
 	rt        string      // the refresh token, "" if none could be read
-	other     *otherGrant // a client-credentials request; nil for a refresh
+	other     *otherGrant // a client-credentials or token exchange request; nil for a refresh
 	header    bool        // it carried an Authorization header
 	err       *oauthError // why it is refused; nil if it is well formed
 }

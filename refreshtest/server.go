@@ -92,9 +92,9 @@ type Stats struct {
 	Refreshes int
 	// Rotations counts granted refreshes that issued a new refresh token.
 	Rotations int
-	// ClientCredentialsGrants counts granted client-credentials requests;
-	// each started a grant of its own.
-	ClientCredentialsGrants int
+	// ClientCredentialsGrants and TokenExchanges count granted requests of
+	// those grants; each started a grant of its own.
+	ClientCredentialsGrants, TokenExchanges int
 	// Reuses counts presentations of spent refresh tokens, forgiven within
 	// a grace window or not.
 	Reuses int
@@ -112,7 +112,7 @@ type Stats struct {
 	InvalidRequest, InvalidClient, InvalidGrant, InvalidScope, UnsupportedGrantType, UnsupportedTokenType int
 
 	// unauthorized_client and invalid_target (RFC 8707 §2) refuse only
-	// client-credentials requests.
+	// client-credentials and token exchange requests.
 	UnauthorizedClient, InvalidTarget int
 
 	// RevocationRequests counts every request to the revocation endpoint,

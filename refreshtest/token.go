@@ -46,6 +46,8 @@ type tokenJSON struct {
 	ExpiresIn    int64  `json:"expires_in,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// IssuedTokenType is only in token exchange answers (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // serveAuth is the authorization server: its token and revocation
@@ -117,6 +119,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			ev.Kind, ev.Code = TokenRefused, req.err.code
 		case req.grantType == GrantClientCredentials:
 			a = s.clientCredentials(req, &ev)
+		case req.grantType == GrantTokenExchange:
+			a = s.tokenExchange(req, &ev)
 		default:
 			a = s.refreshGrant(req, &ev)
 		}
@@ -328,7 +332,11 @@ func (s *Server) refusal(req tokenRequest, e *oauthError) answer {
 // credentials quoted, as such pages do.
 func (s *Server) errorPage(status int, e *oauthError, req tokenRequest) []byte {
 	quoted := " Refresh token: " + req.rt
-	if req.other != nil {
+	switch {
+	case req.other == nil:
+	case req.other.subject != "":
+		quoted = " Subject token: " + req.other.subject
+	default:
 		quoted = "" // client credentials present no token
 	}
 	var client string
