@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ScopeNeededPath is the path of the protected API that answers every bearer
@@ -13,7 +14,8 @@ import (
 const ScopeNeededPath = "/scope-needed"
 
 // GrantHeader is the response header in which the protected API names the
-// grant (1, 2, … in the order of [Server.Token] calls) of the access token it
+// grant (1, 2, … in the order they started: [Server.Token] calls,
+// client-credentials grants, token exchanges) of the access token it
 // accepted, so a multi-user test can check that tokens never cross users.
 const GrantHeader = "Refreshtest-Grant"
 
@@ -57,18 +59,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		status, challenge, msg = http.StatusForbidden, challengeScope, "insufficient_scope: no token has the scope this path needs"
 	default:
 		a := s.access[token]
-		switch {
-		case a == nil:
-			msg = "invalid_token: the access token is unknown"
-		case a.revoked || a.g.revoked:
-			msg = "invalid_token: the access token was revoked"
-		case !a.expiry.IsZero() && !s.opts.Now().Before(a.expiry):
-			msg = "invalid_token: the access token has expired"
-		default:
+		if why := a.notLive(s.opts.Now()); why != "" {
+			status, challenge, msg = http.StatusUnauthorized, challengeInvalid, "invalid_token: the access token "+why
+		} else {
 			grantID = a.g.id
-		}
-		if grantID == 0 {
-			status, challenge = http.StatusUnauthorized, challengeInvalid
 		}
 	}
 	switch status {
@@ -98,4 +92,19 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.Copy(w, r.Body)
+}
+
+// notLive says why a, which may be nil, is not a live access token ("is
+// unknown", "was revoked", "has expired"), or "" if it is live: the API
+// and token exchange judge tokens alike.
+func (a *accessToken) notLive(now time.Time) string {
+	switch {
+	case a == nil:
+		return "is unknown"
+	case a.revoked || a.g.revoked:
+		return "was revoked"
+	case !a.expiry.IsZero() && !now.Before(a.expiry):
+		return "has expired"
+	}
+	return ""
 }

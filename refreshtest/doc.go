@@ -35,8 +35,8 @@
 //
 // # The token endpoint
 //
-// [Server.TokenURL] takes the refresh_token grant (RFC 6749 §6) and checks
-// every request strictly: POST, no query string, the content type, each
+// [Server.TokenURL] takes the refresh_token grant (RFC 6749 §6), and the
+// two grants of the next section, and checks every request strictly: POST, no query string, the content type, each
 // parameter at most once, the client's credentials exactly where
 // Options.Auth puts them and nowhere else, grant_type, the refresh token and
 // the scope, in that order. A refusal is answered in the Options.Errors
@@ -58,6 +58,28 @@
 // RFC 9700 §4.14.2 recommends, revokes its whole grant, the newest tokens
 // included (Options.LenientReuse turns that off). Each [Server.Token] call
 // starts a grant, so a multi-user test makes one per user.
+//
+// # Client credentials and token exchange
+//
+// In the form dialect the token endpoint also takes client_credentials
+// (RFC 6749 §4.4) from a confidential client (a public one gets
+// unauthorized_client), and token exchange ([GrantTokenExchange], RFC 8693)
+// of a live access token it issued, subject_token_type
+// [TokenTypeAccessToken], with an optional actor_token of the same kind.
+// Each granted request starts a grant of its own: an access token (no
+// refresh token unless GrantOptions.RefreshTokens) that the API accepts
+// until it expires or is revoked, as a login's. Revoking the subject's
+// grant leaves the exchanged token alone. The scope asked for is echoed;
+// audience and resource, repeatable, are reported in [TokenEvent];
+// Options.ClientCredentials and Options.TokenExchange can restrict them
+// (invalid_scope, invalid_target) or refuse the grant (unauthorized_client).
+// A subject or actor token that is unknown, expired or revoked gets
+// invalid_grant, as most servers answer (RFC 8693 §2.2.2 says
+// invalid_request). Faults, Hold, the error styles and Options.Strict apply
+// as to refreshes; Stats.ClientCredentialsGrants and Stats.TokenExchanges
+// count the grants. [Server.ClientCredentialsToken] gives a test such a
+// token without a request, and [Server.ClientCredentialsConfig] a
+// golang.org/x/oauth2/clientcredentials configuration.
 //
 // # The revocation endpoint
 //
@@ -91,10 +113,10 @@
 // # Observing the token endpoint
 //
 // Options.OnTokenRequest receives a [TokenEvent] for every token request:
-// granted, reused, refused or faulted, which grant and pair it presented
-// and which pair it got, whether it revoked its grant, whether a fault
-// dropped its answer, and the request's headers, so that a test with many
-// clients (many processes, even) can tell which of them received each
+// granted, reused, refused or faulted, its grant type, which grant and pair
+// it presented and which it got, whether it revoked its grant, whether a
+// fault dropped its answer, and the request's headers, so that a test with
+// many clients (many processes, even) can tell which of them received each
 // rotation and account for every lost token family. Events name tokens by
 // grant and pair number, never by value.
 //

@@ -10,7 +10,7 @@ import (
 type TokenEventKind int
 
 const (
-	// TokenGranted is a granted refresh: new tokens were issued, or a
+	// TokenGranted is a granted request: new tokens were issued, or a
 	// RotateGrace reuse was answered with the first answer again.
 	TokenGranted TokenEventKind = iota + 1
 	// TokenReuse is a spent refresh token presented again and refused:
@@ -19,11 +19,13 @@ const (
 	// already; TokenEvent.Revoked tells.
 	TokenReuse
 	// TokenRefused is any other refusal; TokenEvent.Code is its OAuth
-	// error code: invalid_grant for a refresh token that is unknown,
-	// expired or of a revoked grant, invalid_request, invalid_client…
+	// error code: invalid_grant for a refresh or subject token that is
+	// unknown, expired or of a revoked grant, invalid_request,
+	// invalid_client…
 	TokenRefused
 	// TokenFault is a request answered with an injected fault (see
-	// [Faults]) without being handled: its refresh token was not used.
+	// [Faults]) without being handled: its refresh token was not used,
+	// nor were any tokens issued.
 	TokenFault
 )
 
@@ -51,19 +53,38 @@ func (k TokenEventKind) String() string {
 type TokenEvent struct {
 	Kind TokenEventKind
 
+	// GrantType is the grant_type the request named, as sent:
+	// [GrantRefreshToken] (always in a JSON dialect),
+	// [GrantClientCredentials], [GrantTokenExchange], another one the
+	// server refused, or "" if none could be read.
+	GrantType string
+
 	// Time is when the server decided, on its clock (Options.Now): after
 	// Faults.Latency, before the answer was written.
 	Time time.Time
 
-	// Grant and Pair name the refresh token the request presented. Grant
-	// is 0 (and Pair too) when the request carried no refresh token the
-	// server issued.
+	// Grant and Pair name the token the request presented: the refresh
+	// token of a refresh, the subject token of a token exchange. Grant is
+	// 0 (and Pair too) when the request carried no such token the server
+	// issued, as with every client-credentials request.
 	Grant, Pair int
 
-	// NewPair is the pair a granted refresh returned (with RotateNever,
-	// the new access token's; the refresh token stays). 0 unless Kind is
-	// TokenGranted.
-	NewPair int
+	// NewGrant and NewPair name the tokens a granted request returned: for
+	// a refresh, Grant and its next pair (with RotateNever, the new access
+	// token's; the refresh token stays); for a client-credentials grant
+	// or a token exchange, the new grant it started, and pair 0. Both are
+	// 0 unless Kind is TokenGranted.
+	NewGrant, NewPair int
+
+	// Actor names the grant of the actor token of a token exchange; 0
+	// when there is none or the server did not issue it.
+	Actor int
+
+	// Scope, Audience and Resource are the scope, audience and resource
+	// parameters of a client-credentials or token exchange request, as
+	// sent (audience and resource may be repeated); empty for a refresh.
+	Scope              string
+	Audience, Resource []string
 
 	// Reuse reports that the refresh token presented was spent already
 	// (counted in Stats.Reuses): always for TokenReuse, and for a
@@ -99,18 +120,29 @@ type TokenEvent struct {
 	Header http.Header
 }
 
-// granted records a granted refresh that returned pair n.
-func (ev *TokenEvent) granted(n int) {
-	ev.Kind, ev.Code, ev.NewPair = TokenGranted, "", n
+// granted records a granted request that returned pair n of grant g.
+func (ev *TokenEvent) granted(g, n int) {
+	ev.Kind, ev.Code, ev.NewGrant, ev.NewPair = TokenGranted, "", g, n
 }
 
-// pairOf returns the grant and pair number of the refresh token rt, or
-// zeros if the server did not issue it. Called with mu held.
-func (s *Server) pairOf(rt string) (grant, pair int) {
-	if r := s.refresh[rt]; r != nil {
-		return r.g.id, r.n
+// presented fills in the parts of ev that req tells on arrival: the grant
+// type, what it asked for, and the grant and pair of the token it
+// presented, or zeros if the server did not issue it. Called with mu held.
+func (s *Server) presented(req tokenRequest, ev *TokenEvent) {
+	ev.GrantType = req.grantType
+	if o := req.other; o != nil {
+		ev.Scope, ev.Audience, ev.Resource = o.scope, o.audience, o.resource
+		if a := s.access[o.subject]; a != nil {
+			ev.Grant, ev.Pair = a.g.id, a.n
+		}
+		if a := s.access[o.actor]; a != nil {
+			ev.Actor = a.g.id
+		}
+		return
 	}
-	return 0, 0
+	if r := s.refresh[req.rt]; r != nil {
+		ev.Grant, ev.Pair = r.g.id, r.n
+	}
 }
 
 // notify passes ev, for request r, to Options.OnTokenRequest. Called

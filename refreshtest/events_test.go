@@ -35,7 +35,10 @@ func (r *recorder) take() []refreshtest.TokenEvent {
 // brief is the part of an event the tests compare.
 func brief(ev refreshtest.TokenEvent) string {
 	s := fmt.Sprintf("%v %d/%d", ev.Kind, ev.Grant, ev.Pair)
-	if ev.NewPair != 0 {
+	switch {
+	case ev.Kind == refreshtest.TokenGranted && ev.NewGrant != ev.Grant: // a grant of its own
+		s += fmt.Sprintf("→%d/%d", ev.NewGrant, ev.NewPair)
+	case ev.NewPair != 0:
 		s += fmt.Sprintf("→%d", ev.NewPair)
 	}
 	if ev.Code != "" {

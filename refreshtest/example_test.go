@@ -103,3 +103,28 @@ func ExampleServer_SetFaults() {
 	// 429 2
 	// 200 2 1 1
 }
+
+// golang.org/x/oauth2's client-credentials client against the server: one
+// token request serves its calls, and when the token is revoked early it
+// keeps sending it until it expires, which is what a test of a client that
+// heeds the 401 checks.
+func ExampleServer_ClientCredentialsConfig() {
+	srv := refreshtest.NewServer(refreshtest.Options{})
+	defer srv.Close()
+	client := srv.ClientCredentialsConfig().Client(context.Background())
+	for range 2 {
+		resp, err := client.Get(srv.URL + "/v1/status")
+		if err != nil {
+			log.Fatal(err)
+		}
+		resp.Body.Close()
+		fmt.Println("status:", resp.StatusCode)
+		srv.RevokeAccessTokens()
+	}
+	st := srv.Stats()
+	fmt.Println("grants:", st.ClientCredentialsGrants, "401s:", st.Served401)
+	// Output:
+	// status: 200
+	// status: 401
+	// grants: 1 401s: 1
+}

@@ -185,21 +185,32 @@ type Options struct {
 
 	// Scope, if set, must be sent as the scope parameter of every refresh,
 	// exactly (WSO2 wants "PRODUCTION"), and is returned in every token
-	// response. Optional: empty means no scope was granted, and a request
-	// that asks for one is refused with invalid_scope.
+	// response of a login's grant. Optional: empty means no scope was
+	// granted, and a refresh that asks for one is refused with
+	// invalid_scope. (The other grants ask for theirs: see GrantOptions.)
 	Scope string
 
 	// Extra, if set, adds members to token responses, such as an OpenID
 	// Connect id_token: Extra(grant, pair) is added to the response that
 	// issues that pair of that grant (see [TokenEvent]; with RotateNever,
 	// the pair of the new access token), and Extra(grant, 0) is the Extra
-	// of the token [Server.Token] returns. A nil or empty map adds
-	// nothing; a member the response has already (access_token,
-	// token_type, expires_in, refresh_token, scope if Options.Scope is
-	// set) is not replaced. A RotateGrace replay repeats the first answer,
+	// of the token [Server.Token] (or ClientCredentialsToken) returns. A
+	// nil or empty map adds nothing; a member the response has already
+	// (access_token, token_type, expires_in, refresh_token, scope if the
+	// grant has one, issued_token_type) is not replaced. A RotateGrace replay repeats the first answer,
 	// members included. It is called with the server's lock held and must
 	// not call the Server's methods. Optional.
 	Extra func(grant, pair int) map[string]any
+
+	// ClientCredentials configures the client_credentials grant (RFC 6749
+	// §4.4), which the token endpoint takes from a confidential client in
+	// the form dialect. Optional: the zero value takes it.
+	ClientCredentials GrantOptions
+
+	// TokenExchange configures the token exchange grant (RFC 8693), which
+	// the token endpoint takes in the form dialect. Optional: the zero
+	// value takes it.
+	TokenExchange GrantOptions
 
 	// TokenPath is the path of the token endpoint on its server. Optional:
 	// empty means "/token".

@@ -13,9 +13,11 @@ import (
 
 // tokenRequest is a token request as the endpoint read it.
 type tokenRequest struct {
-	rt     string      // the refresh token, "" if none could be read
-	header bool        // it carried an Authorization header
-	err    *oauthError // why it is refused; nil if it is well formed
+	grantType string      // as sent; GrantRefreshToken in a JSON dialect
+	rt        string      // the refresh token, "" if none could be read
+	other     *otherGrant // a client-credentials or token exchange request; nil for a refresh
+	header    bool        // it carried an Authorization header
+	err       *oauthError // why it is refused; nil if it is well formed
 }
 
 // readRequest reads and checks a token request, strictly.
@@ -29,11 +31,14 @@ func (s *Server) readRequest(r *http.Request) tokenRequest {
 		return req
 	}
 	form, err := readForm(r)
-	req.rt = form.Get("refresh_token")
+	req.grantType, req.rt = form.Get("grant_type"), form.Get("refresh_token")
 	if req.err = err; req.err != nil {
 		return req
 	}
 	if req.err = s.authenticate(r, form); req.err != nil {
+		return req
+	}
+	if s.readOtherGrant(form, &req) {
 		return req
 	}
 	if s.opts.Strict {
@@ -86,7 +91,7 @@ func readForm(r *http.Request) (url.Values, *oauthError) {
 		return nil, refuse("invalid_request", "The body is not a valid form.")
 	}
 	for _, k := range slices.Sorted(maps.Keys(form)) {
-		if len(form[k]) > 1 {
+		if len(form[k]) > 1 && !repeatable(form, k) {
 			return form, refuse("invalid_request", "Parameter %s is repeated.", k)
 		}
 	}
@@ -191,6 +196,7 @@ func (s *Server) authenticate(r *http.Request, form url.Values) *oauthError {
 // readJSON reads and checks a request of the JSON dialect.
 func (s *Server) readJSON(r *http.Request, req *tokenRequest) {
 	j := s.opts.JSON
+	req.grantType = GrantRefreshToken // the only one the dialect has
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		req.err = refuse("invalid_request", "The body must be application/json.")
 		return

@@ -49,12 +49,14 @@ type grant struct {
 	id      int
 	n       int            // token pairs issued; the login's is 0
 	access  []*accessToken // issued, oldest first
-	refresh string         // the newest refresh token issued
+	refresh string         // the newest refresh token issued; "" if it has none
+	scope   string         // the scope its tokens are answered with
 	revoked bool           // by a reuse, Revoke, RevokeGrants or the revocation endpoint
 }
 
 type accessToken struct {
 	g       *grant
+	n       int // its pair number in g
 	value   string
 	expiry  time.Time // zero: never expires
 	revoked bool
@@ -79,7 +81,8 @@ type refreshToken struct {
 // event is counted under the server's lock when it is decided, whether or not
 // its answer reached the client (see Faults.AfterGrant).
 type Stats struct {
-	// Grants counts logins: calls of [Server.Token].
+	// Grants counts the grants a test started without a request: calls of
+	// [Server.Token] (logins) and [Server.ClientCredentialsToken].
 	Grants int
 
 	// TokenRequests counts every request to the token endpoint, refused,
@@ -89,6 +92,9 @@ type Stats struct {
 	Refreshes int
 	// Rotations counts granted refreshes that issued a new refresh token.
 	Rotations int
+	// ClientCredentialsGrants and TokenExchanges count granted requests of
+	// those grants; each started a grant of its own.
+	ClientCredentialsGrants, TokenExchanges int
 	// Reuses counts presentations of spent refresh tokens, forgiven within
 	// a grace window or not.
 	Reuses int
@@ -104,6 +110,10 @@ type Stats struct {
 	Faults int
 	// The refused token and revocation requests, by OAuth error code.
 	InvalidRequest, InvalidClient, InvalidGrant, InvalidScope, UnsupportedGrantType, UnsupportedTokenType int
+
+	// unauthorized_client and invalid_target (RFC 8707 §2) refuse only
+	// client-credentials and token exchange requests.
+	UnauthorizedClient, InvalidTarget int
 
 	// RevocationRequests counts every request to the revocation endpoint,
 	// refused, failed or answered.
@@ -188,26 +198,7 @@ func (s *Server) Config() *oauth2.Config {
 // that they are readable in failure messages but cannot be hardcoded by a
 // test. Every call starts another grant: one per user or per key of a
 // multi-user test.
-func (s *Server) Token() *oauth2.Token {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stats.Grants++
-	g := &grant{id: len(s.grants) + 1}
-	s.grants = append(s.grants, g)
-	now := s.opts.Now()
-	at, a := s.issueAccess(g, now)
-	rt, _ := s.issueRefresh(g, now)
-	g.n++
-	tok := &oauth2.Token{AccessToken: at, TokenType: "Bearer", RefreshToken: rt}
-	if !a.expiry.IsZero() {
-		tok.Expiry = a.expiry
-		tok.ExpiresIn = s.expiresIn()
-	}
-	if ex := s.extra(g.id, 0); len(ex) > 0 {
-		tok = tok.WithExtra(ex)
-	}
-	return tok
-}
+func (s *Server) Token() *oauth2.Token { return s.direct(true) }
 
 // expiresIn is the expires_in of new access tokens; 0 if they never expire.
 func (s *Server) expiresIn() int64 {
@@ -223,7 +214,7 @@ func (s *Server) issueAccess(g *grant, now time.Time) (string, *accessToken) {
 		}
 	}
 	v := tokenValue("at", g)
-	a := &accessToken{g: g, value: v}
+	a := &accessToken{g: g, n: g.n, value: v}
 	if s.opts.Lifetime > 0 {
 		a.expiry = now.Add(s.opts.Lifetime)
 	}
@@ -300,9 +291,9 @@ func (s *Server) revoke(token string) bool {
 // Current returns the token that a client of token's grant holds if it
 // followed every answer of the server: the newest access token issued to
 // the grant, with its expiry, and the newest refresh token (with
-// RotateNever and RotateSame, the login's), in the form [Server.Token]
-// returns them. token is any access or refresh token the grant was issued,
-// spent or not. Current returns nil if the server did not issue token or
+// RotateNever and RotateSame, the login's; none if the grant has none), in
+// the form [Server.Token] returns them. token is any access or refresh
+// token the grant was issued, spent or not. Current returns nil if the server did not issue token or
 // its grant was revoked. A test compares it with what its client stored.
 func (s *Server) Current(token string) *oauth2.Token {
 	s.mu.Lock()

@@ -46,6 +46,8 @@ type tokenJSON struct {
 	ExpiresIn    int64  `json:"expires_in,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// IssuedTokenType is only in token exchange answers (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // serveAuth is the authorization server: its token and revocation
@@ -72,7 +74,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	failing := s.fail(f.Rate)
 	handled := !failing || f.AfterGrant
 	loser := false
-	tracked := handled && req.err == nil
+	// Only a refresh spends a token that a concurrent request may hold.
+	tracked := handled && req.err == nil && req.other == nil
 	if tracked {
 		if s.opts.ConcurrentLoserInvalidRequest && s.inflight[req.rt] > 0 {
 			loser, tracked = true, false
@@ -81,7 +84,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var ev TokenEvent
-	ev.Grant, ev.Pair = s.pairOf(req.rt)
+	s.presented(req, &ev)
 	gate := s.gate
 	if gate != nil {
 		gate.arrive()
@@ -114,8 +117,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		case req.err != nil:
 			a = s.refusal(req, req.err)
 			ev.Kind, ev.Code = TokenRefused, req.err.code
+		case req.grantType == GrantClientCredentials:
+			a = s.clientCredentials(req, &ev)
+		case req.grantType == GrantTokenExchange:
+			a = s.tokenExchange(req, &ev)
 		default:
-			a = s.exchange(req, &ev)
+			a = s.refreshGrant(req, &ev)
 		}
 		if a.refused != nil {
 			ev.Description = a.refused.desc
@@ -154,9 +161,9 @@ func (s *Server) fail(rate float64) bool {
 	return false
 }
 
-// exchange handles a well-formed refresh request and records what it did
-// in ev. Called with mu held.
-func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
+// refreshGrant handles a well-formed refresh request and records what it
+// did in ev. Called with mu held.
+func (s *Server) refreshGrant(req tokenRequest, ev *TokenEvent) answer {
 	now := s.opts.Now()
 	r := s.refresh[req.rt]
 	ev.Kind, ev.Code = TokenRefused, "invalid_grant" // unless granted below
@@ -176,11 +183,11 @@ func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 		switch {
 		case s.opts.Rotation == RotateGrace && inGrace && r.next.spent.IsZero():
 			s.stats.Refreshes++
-			ev.granted(r.next.n)
+			ev.granted(r.g.id, r.next.n)
 			return success(r.answer)
 		case s.opts.Rotation == RotateGraceNew && inGrace:
 			a, next := s.rotate(r, now)
-			ev.granted(next.n)
+			ev.granted(r.g.id, next.n)
 			return a
 		}
 		ev.Kind = TokenReuse
@@ -199,7 +206,7 @@ func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 	}
 	if s.opts.Rotation == RotateNever || s.opts.Rotation == RotateSame {
 		at, _ := s.issueAccess(r.g, now)
-		ev.granted(r.g.n)
+		ev.granted(r.g.id, r.g.n)
 		t := tokenJSON{AccessToken: at}
 		if s.opts.Rotation == RotateSame {
 			t.RefreshToken = req.rt
@@ -210,7 +217,7 @@ func (s *Server) exchange(req tokenRequest, ev *TokenEvent) answer {
 		return success(body)
 	}
 	a, next := s.rotate(r, now)
-	ev.granted(next.n)
+	ev.granted(r.g.id, next.n)
 	if r.spent.IsZero() {
 		r.spent, r.answer, r.next = now, a.body, next
 	}
@@ -233,7 +240,7 @@ func (s *Server) rotate(r *refreshToken, now time.Time) (answer, *refreshToken) 
 func (s *Server) marshal(t tokenJSON, g *grant) []byte {
 	t.TokenType = s.opts.TokenType
 	t.ExpiresIn = s.expiresIn()
-	t.Scope = s.opts.Scope
+	t.Scope = g.scope
 	b, _ := json.Marshal(t) // cannot fail
 	ex := s.extra(g.id, g.n)
 	if len(ex) == 0 {
@@ -285,6 +292,10 @@ func (s *Server) refusal(req tokenRequest, e *oauthError) answer {
 		s.stats.UnsupportedGrantType++
 	case "unsupported_token_type":
 		s.stats.UnsupportedTokenType++
+	case "unauthorized_client":
+		s.stats.UnauthorizedClient++
+	case "invalid_target":
+		s.stats.InvalidTarget++
 	}
 	status := e.status
 	if status == 0 {
@@ -309,17 +320,25 @@ func (s *Server) refusal(req tokenRequest, e *oauthError) answer {
 	}
 	if s.opts.Errors == ErrorsHTML {
 		h.Set("Content-Type", "text/html;charset=UTF-8")
-		return answer{status: status, header: h, body: s.errorPage(status, e, req.rt), refused: e}
+		return answer{status: status, header: h, body: s.errorPage(status, e, req), refused: e}
 	}
 	h.Set("Content-Type", "application/json;charset=UTF-8")
 	body, _ := json.Marshal(map[string]string{"error": e.code, "error_description": e.desc})
 	return answer{status: status, header: h, body: body, refused: e}
 }
 
-// errorPage is the ErrorsHTML page refusing a request with e: no OAuth
-// code, but the description, and the refresh token rt and the client's
+// errorPage is the ErrorsHTML page refusing req with e: no OAuth code, but
+// the description, and the token req presented and the client's
 // credentials quoted, as such pages do.
-func (s *Server) errorPage(status int, e *oauthError, rt string) []byte {
+func (s *Server) errorPage(status int, e *oauthError, req tokenRequest) []byte {
+	quoted := " Refresh token: " + req.rt
+	switch {
+	case req.other == nil:
+	case req.other.subject != "":
+		quoted = " Subject token: " + req.other.subject
+	default:
+		quoted = "" // client credentials present no token
+	}
 	var client string
 	switch o := s.opts; {
 	case o.JSON != nil:
@@ -330,6 +349,6 @@ func (s *Server) errorPage(status int, e *oauthError, rt string) []byte {
 	}
 	text := http.StatusText(status)
 	return fmt.Appendf(nil, "<!DOCTYPE html>\n<html><head><title>%d %s</title><style>h1{color:red}</style></head>\n"+
-		"<body><h1>%[2]s</h1>\n<p>%s Refresh token: %s%s.</p></body></html>\n",
-		status, text, html.EscapeString(e.desc), html.EscapeString(rt), html.EscapeString(client))
+		"<body><h1>%[2]s</h1>\n<p>%s%s%s.</p></body></html>\n",
+		status, text, html.EscapeString(e.desc), html.EscapeString(quoted), html.EscapeString(client))
 }
