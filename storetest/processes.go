@@ -75,6 +75,13 @@ type ProcessOptions struct {
 //     token the last one brought. No request may fail, no reuse, four
 //     rotations, one per token request; the store holds the server's
 //     newest token.
+//   - ClientCredentials: Processes × Goroutines share one key whose
+//     tokens come from the client credentials grant and live 2 s, for
+//     8 s: the token endpoint sees at most one request per half lifetime
+//     among all the processes (plus one at the start and one in flight at
+//     the end), every request a grant, and no request fails. The same
+//     processes with golang.org/x/oauth2's clientcredentials are logged
+//     for comparison.
 //   - KilledWhileRefreshing: of three processes, the lock holder is
 //     killed (SIGKILL) while its token request is at the server, which
 //     never acts on it. The others get the lock and go on: one rotation,
@@ -168,6 +175,7 @@ type scenario struct {
 func (k *kit) scenarios() []scenario {
 	s := []scenario{
 		{"Storm", storm},
+		{"ClientCredentials", clientCredentials},
 		{"KilledWhileRefreshing", killedWhileRefreshing},
 		{"KilledBeforeSave", killedBeforeSave},
 	}

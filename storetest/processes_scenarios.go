@@ -12,8 +12,8 @@ import (
 
 // dueLifetime is the expires_in of the token the storm's first refresh
 // returns, in seconds: it is due at half of it. It leaves the processes
-// that wait for the lock to adopt it (a due refresh waits a second at most,
-// then cools down half a second) time to do so before it expires.
+// whose early refresh found the lock held (they defer, and try again
+// within seconds) time to adopt it before it expires.
 const dueLifetime = 6
 
 // storm: see RunProcesses. Access tokens never expire on the server, and
