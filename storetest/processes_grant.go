@@ -52,10 +52,10 @@ func clientCredentials(t *testing.T, k *kit) {
 
 // ccCounts is what one run of the client-credentials scenario counted.
 type ccCounts struct {
-	requests, failures  int64
-	firstErr            string
-	calls, grants       int
-	tokens              int // distinct access tokens the API accepted
+	requests, failures int64
+	firstErr           string
+	calls, grants      int
+	tokens             int // distinct access tokens the API accepted
 }
 
 func (c ccCounts) String() string {
