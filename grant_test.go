@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/oauthkit/refresh/refreshtest"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -109,4 +113,82 @@ func TestClientCredentialsFrom(t *testing.T) {
 			t.Errorf("AuthStyle %v: Auth %v (auto %v), want %v", style, cc.Auth, cc.auto, auth)
 		}
 	}
+}
+
+// memCC is srv's client credentials grant, in memory.
+func memCC(srv *testServer) *ClientCredentials {
+	return &ClientCredentials{FormEndpoint: *memEndpoint(srv)}
+}
+
+// TestClientCredentialsOncePerKey: 1,000 goroutines of two engines sharing
+// a store (two processes) need a token at once: one client credentials
+// request between them; the token is in the store before anyone uses it;
+// a 401 from the API costs one new request, however many saw it; a token
+// that expires costs one more.
+func TestClientCredentialsOncePerKey(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour})
+	store := new(lockingStore)
+	var used atomic.Bool
+	a, _ := New(Config{Endpoint: memCC(srv), Store: store})
+	b, _ := New(Config{Endpoint: memCC(srv), Store: store})
+	defer a.Close(context.Background())
+	defer b.Close(context.Background())
+	api := &apiStub{srv: srv, before: func(r *http.Request) {
+		if !used.Swap(true) {
+			if _, err := store.MemoryStore.Load(context.Background(), "svc"); err != nil {
+				t.Errorf("the token was used before it was saved: %v", err)
+			}
+		}
+	}}
+	storm := func() {
+		var wg sync.WaitGroup
+		for i := range 1000 {
+			e := []*Engine{a, b}[i%2]
+			c := &http.Client{Transport: &Transport{Engine: e, Base: api, Key: "svc"}}
+			wg.Go(func() {
+				if code, _, err := get(t, c, "http://api.test/"); code != 200 {
+					t.Errorf("request: %d %v", code, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	storm()
+	if st := srv.Stats(); st.ClientCredentialsGrants != 1 || st.TokenRequests != 1 {
+		t.Fatalf("after the first storm: %d grants, %d token requests; want 1 and 1", st.ClientCredentialsGrants, st.TokenRequests)
+	}
+	srv.RevokeAccessTokens()
+	storm()
+	if st := srv.Stats(); st.ClientCredentialsGrants != 2 || st.TokenRequests != 2 {
+		t.Errorf("after a storm of 401s: %d grants, %d token requests; want 2 and 2", st.ClientCredentialsGrants, st.TokenRequests)
+	}
+	if st := srv.Stats(); st.Reuses != 0 || st.Refreshes != 0 {
+		t.Errorf("refreshes = %d, reuses = %d; want none: the grant has no refresh token", st.Refreshes, st.Reuses)
+	}
+}
+
+// TestClientCredentialsExpiry: with steady traffic, a client credentials
+// token is fetched anew once per lifetime (at half of it for this short
+// one), in the background: no request fails or waits.
+func TestClientCredentialsExpiry(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: 4 * time.Second})
+	synctest.Test(t, func(t *testing.T) {
+		e, _ := New(Config{Endpoint: memCC(srv)})
+		defer e.Close(context.Background())
+		c := &http.Client{Transport: &Transport{Engine: e, Base: &apiStub{srv: srv}, Key: "svc"}}
+		get(t, c, "http://api.test/") // the first fetch, which waits
+		start := time.Now()
+		for time.Since(start) < 20*time.Second {
+			t0 := time.Now()
+			if code, _, err := get(t, c, "http://api.test/"); code != 200 || time.Since(t0) != 0 {
+				t.Fatalf("request at %v: %d %v, waited %v", time.Since(start), code, err, time.Since(t0))
+			}
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+		}
+		// Fetched at 0, 2, 4, ... 18 s: one per half lifetime.
+		if n := srv.Stats().ClientCredentialsGrants; n != 10 {
+			t.Errorf("grants = %d over 20 s of 4 s tokens, want 10", n)
+		}
+	})
 }
