@@ -70,6 +70,12 @@ func (r *run) protocol(callerCtx context.Context) (*snapshot, error) {
 		return s, err
 	}
 	nt, s, x := r.refresh(ctx)
+	if x != nil && !x.Temporary() && !r.fetches() && r.e.fetcher != nil {
+		// The grant's refresh token is refused: the grant gets a new
+		// token instead, as it would without one.
+		r.base = nil
+		nt, s, x = r.refresh(ctx)
+	}
 	switch {
 	case s != nil:
 		return s, nil

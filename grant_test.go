@@ -192,3 +192,31 @@ func TestClientCredentialsExpiry(t *testing.T) {
 		}
 	})
 }
+
+// TestClientCredentialsRefreshTokenRefused: a client credentials grant
+// whose server also issues refresh tokens refreshes with them, and when one
+// is refused fetches a new token instead of asking for a login.
+func TestClientCredentialsRefreshTokenRefused(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour, ClientCredentials: refreshtest.GrantOptions{RefreshTokens: true}})
+	e, _ := New(Config{Endpoint: memCC(srv)})
+	defer e.Close(context.Background())
+	first, err := e.Token(t.Context(), "svc")
+	if err != nil || first.RefreshToken == "" {
+		t.Fatalf("first token: %v, refresh token %t", err, first != nil && first.RefreshToken != "")
+	}
+	if _, err := e.Refresh(t.Context(), "svc", first); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.Refreshes != 1 || st.ClientCredentialsGrants != 1 {
+		t.Fatalf("refreshes = %d, grants = %d; want the refresh token used", st.Refreshes, st.ClientCredentialsGrants)
+	}
+	srv.RevokeGrants()
+	srv.expectRefusals("invalid_grant")
+	tok, err := e.Refresh(t.Context(), "svc", nil)
+	if err != nil || tok == nil {
+		t.Fatalf("Refresh after the grant was revoked: %v, want a new token from the grant", err)
+	}
+	if st := srv.Stats(); st.ClientCredentialsGrants != 2 {
+		t.Errorf("grants = %d, want 2: the refused refresh token fell back to the grant", st.ClientCredentialsGrants)
+	}
+}
