@@ -14,27 +14,12 @@ import (
 	"io"
 	"math/big"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/oauthkit/refresh/internal/testkeys"
 )
 
-var (
-	rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		return k
-	})
-	ecKey = sync.OnceValue(func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		return k
-	})
-	hmacKey = []byte("a secret of thirty-two bytes, ok")
-)
+var hmacKey = []byte("a secret of thirty-two bytes, ok")
 
 // signers returns one Signer of each algorithm, with its verification key.
 func signers(t *testing.T) map[string]struct {
@@ -46,7 +31,7 @@ func signers(t *testing.T) map[string]struct {
 		s   Signer
 		key any
 	}{}
-	for alg, k := range map[string]crypto.Signer{RS256: rsaKey(), PS256: rsaKey(), ES256: ecKey()} {
+	for alg, k := range map[string]crypto.Signer{RS256: testkeys.RSA(), PS256: testkeys.RSA(), ES256: testkeys.EC()} {
 		s, err := NewSigner(k, alg)
 		if err != nil {
 			t.Fatal(err)
@@ -154,7 +139,7 @@ func mustSign(t *testing.T, s Signer) string {
 // token of another family, and alg "none" are refused, without a look at
 // the signature.
 func TestAlgConfusion(t *testing.T) {
-	pub := &rsaKey().PublicKey
+	pub := &testkeys.RSA().PublicKey
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	all := signers(t)
 	family := map[string]string{RS256: "RSA", PS256: "RSA", ES256: "EC", HS256: "oct"}
@@ -218,11 +203,11 @@ func TestMalformed(t *testing.T) {
 	}
 	// An ES256 signature in ASN.1, as some libraries wrongly send it.
 	in := b64.EncodeToString([]byte(`{"alg":"ES256"}`)) + "." + parts[1]
-	der, err := ecKey().Sign(rand.Reader, sum(in), crypto.SHA256)
+	der, err := testkeys.EC().Sign(rand.Reader, sum(in), crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Verify(in+"."+b64.EncodeToString(der), &ecKey().PublicKey); !errors.Is(err, ErrSignature) {
+	if _, _, err := Verify(in+"."+b64.EncodeToString(der), &testkeys.EC().PublicKey); !errors.Is(err, ErrSignature) {
 		t.Errorf("ASN.1 ES256 signature: %v, want ErrSignature", err)
 	}
 }
@@ -257,7 +242,7 @@ func TestNewSignerRefuses(t *testing.T) {
 		alg string
 	}{
 		"nil": {nil, ""}, "P-384": {p384, ""}, "Ed25519": {ed, ""}, "RSA 1024": {small, ""},
-		"RSA ES256": {rsaKey(), ES256}, "EC PS256": {ecKey(), PS256}, "RSA HS256": {rsaKey(), HS256}, "RSA none": {rsaKey(), "none"},
+		"RSA ES256": {testkeys.RSA(), ES256}, "EC PS256": {testkeys.EC(), PS256}, "RSA HS256": {testkeys.RSA(), HS256}, "RSA none": {testkeys.RSA(), "none"},
 	} {
 		if _, err := NewSigner(c.key, c.alg); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -267,8 +252,8 @@ func TestNewSignerRefuses(t *testing.T) {
 		t.Error("empty HMAC secret accepted")
 	}
 	for name, f := range map[string]fakeSigner{
-		"raw": {pub: &ecKey().PublicKey, sig: make([]byte, 64)},
-		"err": {pub: &ecKey().PublicKey, err: errors.New("the HSM is unplugged")},
+		"raw": {pub: &testkeys.EC().PublicKey, sig: make([]byte, 64)},
+		"err": {pub: &testkeys.EC().PublicKey, err: errors.New("the HSM is unplugged")},
 	} {
 		s, err := NewSigner(f, "")
 		if err != nil {
