@@ -85,6 +85,15 @@ type FormEndpoint struct {
 	// Auth says where ClientID and ClientSecret go. Required when
 	// ClientSecret is set.
 	Auth ClientAuth
+	// Assertion authenticates the client with a JWT instead of a secret
+	// (RFC 7523 §2.2): see [PrivateKeyJWT] and [ClientSecretJWT]. It is
+	// called for every token and revocation request, concurrently for
+	// different keys, and must return a new assertion each time, which is
+	// sent as client_assertion with client_assertion_type jwt-bearer,
+	// beside client_id. Optional; not with ClientSecret or Basic Auth. An
+	// error or a panic sends nothing and wraps ErrClientConfig, unless it
+	// is a timeout or network error.
+	Assertion func(ctx context.Context) (string, error)
 	// Scope is sent as the scope parameter (WSO2 wants "PRODUCTION").
 	// Optional; it must not be wider than what was granted.
 	Scope string
@@ -132,11 +141,11 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 	if f.Scope != "" {
 		form.Set("scope", f.Scope)
 	}
-	req, err := f.newRequest(ctx, f.TokenURL, form)
+	req, assertion, err := f.newRequest(ctx, f.TokenURL, form)
 	if err != nil {
-		return nil, &Error{Err: errors.New("cannot build the token request")}
+		return nil, requestFailed(err, "token request", false)
 	}
-	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), tok.RefreshToken, tok.AccessToken, f.ClientSecret)
+	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), tok.RefreshToken, tok.AccessToken, f.ClientSecret, assertion)
 }
 
 func (f *FormEndpoint) validate() error {
@@ -150,6 +159,9 @@ func (f *FormEndpoint) validate() error {
 	}
 	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
 		return errors.New("FormEndpoint.Auth must be AuthInBody, AuthBasic or AuthBasicRaw when a ClientSecret is set")
+	}
+	if err := f.checkAssertion(); err != nil {
+		return err
 	}
 	if err := checkKeepExtra("FormEndpoint", f.KeepExtra); err != nil {
 		return err
