@@ -25,8 +25,8 @@ type Server struct {
 	// RevocationURL is the URL of the revocation endpoint (RFC 7009), on
 	// the listener of the token endpoint.
 	RevocationURL string
-	// Issuer is the authorization server's identifier: the origin of
-	// TokenURL. A client assertion's aud may be it or TokenURL.
+	// Issuer is the authorization server's identifier, the origin of
+	// TokenURL, which a client assertion's aud may name.
 	Issuer string
 
 	opts    Options // normalized; never changes
@@ -128,11 +128,10 @@ type Stats struct {
 	Revocations int
 
 	// Assertions counts the token and revocation requests whose client
-	// assertion (AuthPrivateKeyJWT, AuthClientSecretJWT) was accepted, and
+	// assertion was accepted (AuthPrivateKeyJWT, AuthClientSecretJWT),
 	// AssertionsRejected those refused for their client authentication,
-	// with invalid_client; AssertionReplays counts the rejected whose jti
-	// had been seen before. They are counted as the request is read, also
-	// when a fault then drops it.
+	// AssertionReplays the refused for a jti seen before; all as the
+	// request is read, even if a fault then drops it.
 	Assertions, AssertionsRejected, AssertionReplays int
 
 	// APIRequests counts every request to the protected API; Served200,
