@@ -204,3 +204,29 @@ func TestAssertionConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAssertionClientCredentials: a client credentials grant (and its
+// fetch again after a 401) authenticates with the assertion as a refresh
+// does, a new one each time.
+func TestAssertionClientCredentials(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Strict: true, Auth: refreshtest.AuthPrivateKeyJWT, ClientKey: testkeys.EC().Public()})
+	a, err := PrivateKeyJWT(refreshtest.DefaultClientID, srv.TokenURL, testkeys.EC(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Endpoint: &ClientCredentials{FormEndpoint: FormEndpoint{TokenURL: srv.TokenURL, ClientID: refreshtest.DefaultClientID, Assertion: a}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(t.Context())
+	c := &http.Client{Transport: &Transport{Engine: e, Key: "svc"}}
+	for range 2 {
+		if status, _, err := get(t, c, srv.URL+"/v1/report"); status != http.StatusOK || err != nil {
+			t.Fatalf("request: status %d, err %v; want 200", status, err)
+		}
+		srv.RevokeAccessTokens()
+	}
+	if st := srv.Stats(); st.ClientCredentialsGrants != 2 || st.Assertions != 2 || st.AssertionsRejected != 0 {
+		t.Errorf("server: %d grants, %d assertions accepted, %d rejected; want 2, 2, 0", st.ClientCredentialsGrants, st.Assertions, st.AssertionsRejected)
+	}
+}
