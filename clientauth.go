@@ -26,10 +26,23 @@ const (
 )
 
 // newRequest builds the form POST of f to target: form, the client's
-// identification or authentication as f.Auth says, and f.Header. Refresh
-// and Revoke both send it, so a server sees one client, authenticated one
-// way. form gains client_id and client_secret where they go in the body.
-func (f *FormEndpoint) newRequest(ctx context.Context, target string, form url.Values) (*http.Request, error) {
+// identification or authentication as f.Auth or f.Assertion say, and
+// f.Header. Refresh and Revoke both send it, so a server sees one client,
+// authenticated one way. form gains client_id and client_secret or
+// client_assertion where they go in the body. The assertion is returned,
+// a secret to redact from errors; an error is an *assertionError if f's
+// Assertion failed.
+func (f *FormEndpoint) newRequest(ctx context.Context, target string, form url.Values) (*http.Request, string, error) {
+	var assertion string
+	if f.Assertion != nil {
+		a, err := f.assertion(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		assertion = a
+		form.Set("client_assertion_type", jwtBearer)
+		form.Set("client_assertion", a)
+	}
 	basic := f.ClientSecret != "" && f.Auth != AuthInBody
 	if !basic {
 		// Public clients identify themselves; AuthInBody clients also
@@ -43,7 +56,7 @@ func (f *FormEndpoint) newRequest(ctx context.Context, target string, form url.V
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	copyHeader(req.Header, f.Header)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -55,5 +68,5 @@ func (f *FormEndpoint) newRequest(ctx context.Context, target string, form url.V
 		}
 		req.SetBasicAuth(id, secret)
 	}
-	return req, nil
+	return req, assertion, nil
 }

@@ -103,7 +103,9 @@
 // libraries that take one; [Engine.Token] and [Engine.Refresh] serve
 // non-HTTP clients. The token endpoint is reached through the [Endpoint]
 // interface: [FormEndpoint] is the standard grant with every client
-// authentication style, [JSONEndpoint] serves APIs that want a JSON body,
+// authentication style, a signed JWT instead of a secret among them
+// ([PrivateKeyJWT], [ClientSecretJWT]), [JSONEndpoint] serves APIs that
+// want a JSON body,
 // and any other dialect can plug in. A [Revoker] also revokes tokens (RFC
 // 7009): [FormEndpoint.Revoke], given a RevocationURL.
 package refresh

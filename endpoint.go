@@ -1,9 +1,7 @@
 package refresh
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -87,6 +85,15 @@ type FormEndpoint struct {
 	// Auth says where ClientID and ClientSecret go. Required when
 	// ClientSecret is set.
 	Auth ClientAuth
+	// Assertion authenticates the client with a JWT instead of a secret
+	// (RFC 7523 §2.2): see [PrivateKeyJWT] and [ClientSecretJWT]. It is
+	// called for every token and revocation request, concurrently for
+	// different keys, and must return a new assertion each time, which is
+	// sent as client_assertion with client_assertion_type jwt-bearer,
+	// beside client_id. Optional; not with ClientSecret or Basic Auth. An
+	// error or a panic sends nothing and wraps ErrClientConfig, unless it
+	// is a timeout or network error.
+	Assertion func(ctx context.Context) (string, error)
 	// Scope is sent as the scope parameter (WSO2 wants "PRODUCTION").
 	// Optional; it must not be wider than what was granted.
 	Scope string
@@ -120,29 +127,6 @@ type FormEndpoint struct {
 	KeepExtra []string
 }
 
-// JSONEndpoint refreshes with a JSON request body, for token endpoints
-// that do not take a form, such as the partner API that wants
-// {"refreshToken": "…"} with headers partnerId and grantType. The response
-// is read like a standard one (access_token, refresh_token, expires_in,
-// token_type, error).
-type JSONEndpoint struct {
-	// URL is the token endpoint. Required.
-	URL string
-	// Field is the JSON member that carries the refresh token. Optional:
-	// empty means "refresh_token".
-	Field string
-	// Body holds other members of the request body, sent as they are (for
-	// example "grant_type": "refresh_token"). Optional.
-	Body map[string]any
-	// Header holds extra request headers, such as an API key or a partner
-	// id. Optional.
-	Header http.Header
-	// HTTPClient, AllowHTTP and KeepExtra are as in FormEndpoint.
-	HTTPClient *http.Client
-	AllowHTTP  bool
-	KeepExtra  []string
-}
-
 // Refresh implements [Endpoint].
 func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
 	if err := f.validate(); err != nil {
@@ -157,11 +141,11 @@ func (f *FormEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.
 	if f.Scope != "" {
 		form.Set("scope", f.Scope)
 	}
-	req, err := f.newRequest(ctx, f.TokenURL, form)
+	req, assertion, err := f.newRequest(ctx, f.TokenURL, form)
 	if err != nil {
-		return nil, &Error{Err: errors.New("cannot build the token request")}
+		return nil, requestFailed(err, "token request", false)
 	}
-	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), tok.RefreshToken, tok.AccessToken, f.ClientSecret)
+	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), tok.RefreshToken, tok.AccessToken, f.ClientSecret, assertion)
 }
 
 func (f *FormEndpoint) validate() error {
@@ -176,48 +160,13 @@ func (f *FormEndpoint) validate() error {
 	if f.ClientSecret != "" && (f.Auth < AuthInBody || f.Auth > AuthBasicRaw) {
 		return errors.New("FormEndpoint.Auth must be AuthInBody, AuthBasic or AuthBasicRaw when a ClientSecret is set")
 	}
+	if err := f.checkAssertion(); err != nil {
+		return err
+	}
 	if err := checkKeepExtra("FormEndpoint", f.KeepExtra); err != nil {
 		return err
 	}
 	return checkClient(f.HTTPClient)
-}
-
-// Refresh implements [Endpoint].
-func (j *JSONEndpoint) Refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
-	if err := j.validate(); err != nil {
-		return nil, &Error{Err: fmt.Errorf("%w: %w", ErrClientConfig, err)}
-	}
-	body := make(map[string]any, len(j.Body)+1)
-	for k, v := range j.Body {
-		body[k] = v
-	}
-	field := j.Field
-	if field == "" {
-		field = "refresh_token"
-	}
-	body[field] = tok.RefreshToken
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, &Error{Err: errors.New("JSONEndpoint.Body cannot be encoded as JSON")}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.URL, bytes.NewReader(b))
-	if err != nil {
-		return nil, &Error{Err: errors.New("cannot build the token request")}
-	}
-	copyHeader(req.Header, j.Header)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	return send(httpClient(j.HTTPClient), req, keepNames(j.KeepExtra), tok.RefreshToken, tok.AccessToken)
-}
-
-func (j *JSONEndpoint) validate() error {
-	if err := checkURL("token endpoint URL", j.URL, j.AllowHTTP, "set JSONEndpoint.AllowHTTP"); err != nil {
-		return err
-	}
-	if err := checkKeepExtra("JSONEndpoint", j.KeepExtra); err != nil {
-		return err
-	}
-	return checkClient(j.HTTPClient)
 }
 
 // send posts req once and interprets the answer, keeping the extra members

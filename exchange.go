@@ -80,11 +80,11 @@ func (x *TokenExchange) Fetch(ctx context.Context, key string) (*oauth2.Token, e
 			delete(form, k)
 		}
 	}
-	req, err := f.newRequest(ctx, f.TokenURL, form)
+	req, assertion, err := f.newRequest(ctx, f.TokenURL, form)
 	if err != nil {
-		return nil, &Error{Err: errors.New("cannot build the token request")}
+		return nil, requestFailed(err, "token request", false)
 	}
-	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), secrets...)
+	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), append(secrets, assertion)...)
 }
 
 // party adds the subject's or the actor's token to form, from get.

@@ -83,11 +83,11 @@ func (f *FormEndpoint) clientCredentials(ctx context.Context) (*oauth2.Token, er
 	if f.Scope != "" {
 		form.Set("scope", f.Scope)
 	}
-	req, err := f.newRequest(ctx, f.TokenURL, form)
+	req, assertion, err := f.newRequest(ctx, f.TokenURL, form)
 	if err != nil {
-		return nil, &Error{Err: errors.New("cannot build the token request")}
+		return nil, requestFailed(err, "token request", false)
 	}
-	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), f.ClientSecret)
+	return send(httpClient(f.HTTPClient), req, keepNames(f.KeepExtra), f.ClientSecret, assertion)
 }
 
 // refusedClient reports whether err is the token endpoint refusing the

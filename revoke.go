@@ -42,11 +42,11 @@ func (f *FormEndpoint) Revoke(ctx context.Context, tok *oauth2.Token) error {
 	if tok.RefreshToken == "" {
 		form = url.Values{"token": {tok.AccessToken}, "token_type_hint": {"access_token"}}
 	}
-	req, err := f.newRequest(ctx, f.RevocationURL, form)
+	req, assertion, err := f.newRequest(ctx, f.RevocationURL, form)
 	if err != nil {
-		return &Error{Err: errors.New("cannot build the revocation request"), revocation: true}
+		return requestFailed(err, "revocation request", true)
 	}
-	secrets := append(tokenSecrets(tok), f.ClientSecret)
+	secrets := append(tokenSecrets(tok), f.ClientSecret, assertion)
 	if x := revocation(httpClient(f.HTTPClient), req, secrets); x != nil {
 		x.revocation = true
 		x.clean(secrets...)

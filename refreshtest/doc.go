@@ -12,8 +12,9 @@
 //	// … call srv.URL + "/anything" through your client …
 //	if st := srv.Stats(); st.Refreshes != 1 || st.Reuses != 0 { … }
 //
-// It imports only the standard library and golang.org/x/oauth2, not the
-// refresh package, so that package's own tests can use it.
+// It imports only the standard library, golang.org/x/oauth2 and the
+// module's JOSE code (internal/jose), not the refresh package, so that
+// package's own tests can use it.
 //
 // # The protected API
 //
@@ -80,6 +81,22 @@
 // count the grants. [Server.ClientCredentialsToken] gives a test such a
 // token without a request, and [Server.ClientCredentialsConfig] a
 // golang.org/x/oauth2/clientcredentials configuration.
+//
+// # Client assertions
+//
+// With Options.Auth AuthPrivateKeyJWT (and Options.ClientKey) or
+// AuthClientSecretJWT the client authenticates to both endpoints with a
+// JWT (RFC 7523 §2.2): client_assertion_type
+// urn:ietf:params:oauth:client-assertion-type:jwt-bearer, client_assertion,
+// optionally client_id, and no secret anywhere. The server verifies the
+// signature with the client's key (RS256 or PS256, ES256) or secret
+// (HS256), "none" and other algorithms refused, then iss and sub (the
+// client_id), aud ([Server.TokenURL] or [Server.Issuer], alone or in an
+// array), exp (in the future, at most 5 minutes ahead), iat and nbf (not
+// in the future), and a jti never seen before while it is valid. Any
+// failure, an assertion beside a client secret included, is
+// invalid_client (401), counted in Stats.AssertionsRejected, a replayed
+// jti also in Stats.AssertionReplays.
 //
 // # The revocation endpoint
 //

@@ -1,6 +1,7 @@
 package refreshtest
 
 import (
+	"crypto"
 	"fmt"
 	"net/http"
 	"time"
@@ -99,6 +100,14 @@ const (
 	// AuthBasicRaw wants HTTP Basic credentials that are not urlencoded;
 	// the server compares them as they are (gw2.me's Basic support).
 	AuthBasicRaw
+	// AuthPrivateKeyJWT wants a JWT client assertion (RFC 7523 §2.2,
+	// private_key_jwt) signed by the key whose public half is
+	// Options.ClientKey, and no secret; see [Stats].AssertionsRejected for
+	// what it checks. Server.Config cannot speak it.
+	AuthPrivateKeyJWT
+	// AuthClientSecretJWT is AuthPrivateKeyJWT with an HS256 assertion
+	// keyed by the client secret (client_secret_jwt), which is not sent.
+	AuthClientSecretJWT
 )
 
 func (a ClientAuth) String() string {
@@ -109,6 +118,10 @@ func (a ClientAuth) String() string {
 		return "AuthBasic"
 	case AuthBasicRaw:
 		return "AuthBasicRaw"
+	case AuthPrivateKeyJWT:
+		return "AuthPrivateKeyJWT"
+	case AuthClientSecretJWT:
+		return "AuthClientSecretJWT"
 	}
 	return fmt.Sprintf("ClientAuth(%d)", int(a))
 }
@@ -177,6 +190,11 @@ type Options struct {
 	// Auth is where the credentials must be. Optional: the zero value is
 	// AuthBody.
 	Auth ClientAuth
+
+	// ClientKey is the client's public key for AuthPrivateKeyJWT: an
+	// *rsa.PublicKey of at least 2048 bits or an *ecdsa.PublicKey on
+	// P-256. Required with AuthPrivateKeyJWT, ignored otherwise.
+	ClientKey crypto.PublicKey
 
 	// Public makes the client public (RFC 6749 §2.1): it has no secret and
 	// must send only client_id in the body; any secret or Authorization
@@ -319,8 +337,10 @@ func (o Options) normalize() (Options, error) {
 		return o, fmt.Errorf("Options.Rotation %v is unknown", o.Rotation)
 	case o.Errors < ErrorsRFC || o.Errors > ErrorsHTML:
 		return o, fmt.Errorf("Options.Errors %v is unknown", o.Errors)
-	case o.Auth < AuthBody || o.Auth > AuthBasicRaw:
+	case o.Auth < AuthBody || o.Auth > AuthClientSecretJWT:
 		return o, fmt.Errorf("Options.Auth %v is unknown", o.Auth)
+	case o.Auth == AuthPrivateKeyJWT && !o.Public && !clientKeyOK(o.ClientKey):
+		return o, fmt.Errorf("Options.ClientKey %T is no RSA key of 2048 bits or more, nor ECDSA P-256, as AuthPrivateKeyJWT needs", o.ClientKey)
 	case o.Grace < 0:
 		return o, fmt.Errorf("Options.Grace is negative (%v)", o.Grace)
 	}

@@ -122,6 +122,9 @@ func (s *Server) defined(k string) bool {
 // credential reports whether the form parameter k is where this server's
 // client puts its credentials (RFC 6749 §2.3.1).
 func (s *Server) credential(k string) bool {
+	if s.assertionAuth() {
+		return k == "client_id" || k == "client_assertion" || k == "client_assertion_type"
+	}
 	switch k {
 	case "client_id":
 		return s.opts.Public || s.opts.Auth == AuthBody
@@ -145,6 +148,9 @@ func formEncoded(s string) bool {
 
 // authenticate checks the client's credentials (RFC 6749 §2.3).
 func (s *Server) authenticate(r *http.Request, form url.Values) *oauthError {
+	if s.assertionAuth() {
+		return s.authenticateAssertion(r, form)
+	}
 	authz := r.Header.Values("Authorization")
 	inBody := form.Has("client_id") || form.Has("client_secret")
 	switch {

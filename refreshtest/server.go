@@ -25,6 +25,9 @@ type Server struct {
 	// RevocationURL is the URL of the revocation endpoint (RFC 7009), on
 	// the listener of the token endpoint.
 	RevocationURL string
+	// Issuer is the authorization server's identifier, the origin of
+	// TokenURL, which a client assertion's aud may name.
+	Issuer string
 
 	opts    Options // normalized; never changes
 	api     *httptest.Server
@@ -40,6 +43,7 @@ type Server struct {
 	faults    Faults
 	faultDebt float64 // share of a failure owed to the next request; see fail
 	gate      *Gate   // holds arriving token requests; nil: none
+	jtis      jtiSet  // the client assertions seen, against replays
 	stats     Stats
 }
 
@@ -123,6 +127,13 @@ type Stats struct {
 	// answered 200 too, but not counted here.
 	Revocations int
 
+	// Assertions counts the token and revocation requests whose client
+	// assertion was accepted (AuthPrivateKeyJWT, AuthClientSecretJWT),
+	// AssertionsRejected those refused for their client authentication,
+	// AssertionReplays the refused for a jti seen before; all as the
+	// request is read, even if a fault then drops it.
+	Assertions, AssertionsRejected, AssertionReplays int
+
 	// APIRequests counts every request to the protected API; Served200,
 	// Served401, Served403 and Served400 count them by answer.
 	APIRequests                                int
@@ -151,6 +162,7 @@ func NewServer(opts Options) *Server {
 	s.URL = s.api.URL
 	s.TokenURL = s.token.URL + o.TokenPath
 	s.RevocationURL = s.token.URL + o.RevocationPath
+	s.Issuer = s.token.URL
 	return s
 }
 

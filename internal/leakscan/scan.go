@@ -24,6 +24,9 @@ var patterns = []*regexp.Regexp{
 	regexp.MustCompile(`refreshtest-secret/\+= &`),               // refreshtest.DefaultClientSecret
 	regexp.MustCompile(`\b(at|rt)-[0-9]+-secretvalue\b`),         // the root package's authServer
 	regexp.MustCompile(`client-secret-value`),
+	// A signed JWT, such as a client assertion: a JSON header, a JSON
+	// payload and a signature.
+	regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}`),
 }
 
 // A Scanner finds secrets in lines of text.

@@ -15,9 +15,10 @@ func TestScanFindsEveryEncoding(t *testing.T) {
 	const tok = "rt-12-3-0123456789abcdef"
 	const idTok = "idt-12-3-0123456789abcdef"
 	const secret = "my+odd/secret=value&x"
+	const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UifQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4Gawxaep"
 	s := New(secret)
 	js, _ := json.Marshal(secret)
-	for _, v := range []string{tok, idTok, secret} {
+	for _, v := range []string{tok, idTok, secret, jwt} {
 		forms := map[string]string{
 			"raw":     v,
 			"query":   url.QueryEscape(v),
