@@ -129,3 +129,53 @@ func TestTokenExchangeCycle(t *testing.T) {
 		t.Errorf("token requests = %d, want 0", n)
 	}
 }
+
+// TestTokenExchangeAgainstServer: a gateway exchanges each user's current
+// token for one of its own at refreshtest's token exchange, once per user
+// however many requests need it; the API accepts the exchanged token; when
+// the user's token is refreshed, the next exchange sends the new one.
+func TestTokenExchangeAgainstServer(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour})
+	users, _ := New(Config{Endpoint: memEndpoint(srv)})
+	defer users.Close(context.Background())
+	users.SetToken(t.Context(), "alice", srv.Token())
+	gw, _ := New(Config{Endpoint: &TokenExchange{
+		FormEndpoint: *memEndpoint(srv),
+		SubjectToken: func(ctx context.Context, key string) (string, string, error) {
+			tok, err := users.Token(ctx, key)
+			if err != nil {
+				return "", "", err
+			}
+			return tok.AccessToken, TokenTypeAccessToken, nil
+		},
+		RequestedTokenType: TokenTypeAccessToken,
+	}})
+	defer gw.Close(context.Background())
+	c := &http.Client{Transport: &Transport{Engine: gw, Base: &apiStub{srv: srv}, Key: "alice"}}
+	for range 20 {
+		if code, _, err := get(t, c, "http://api.test/"); code != 200 {
+			t.Fatalf("request with the exchanged token: %d %v", code, err)
+		}
+	}
+	if st := srv.Stats(); st.TokenExchanges != 1 {
+		t.Errorf("token exchanges = %d for 20 requests, want 1", st.TokenExchanges)
+	}
+	newest, err := users.Refresh(t.Context(), "alice", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchanged, _ := gw.Token(t.Context(), "alice")
+	if !srv.Revoke(exchanged.AccessToken) { // the API now refuses it
+		t.Fatal("the exchanged token is not the server's")
+	}
+	if code, _, err := get(t, c, "http://api.test/"); code != 200 {
+		t.Fatalf("request after the revocation: %d %v", code, err)
+	}
+	if st := srv.Stats(); st.TokenExchanges != 2 || st.Served401 != 1 {
+		t.Errorf("token exchanges = %d, 401s = %d; want 2 and 1: one new exchange", st.TokenExchanges, st.Served401)
+	}
+	grant, pair := pairOf(newest.RefreshToken)
+	if ev := srv.tokenEvents(); len(ev) == 0 || ev[len(ev)-1].Grant != grant || ev[len(ev)-1].Pair != pair {
+		t.Errorf("the second exchange did not send the user's newest token (grant %d, pair %d)", grant, pair)
+	}
+}
