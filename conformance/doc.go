@@ -4,7 +4,9 @@
 // "offline"), the refresh-token grant with fosite's strict rotation (a used
 // refresh token is inactive; presenting it again revokes the grant), RFC 7009
 // revocation, and a protected API that introspects the bearer token through
-// fosite and answers 401 with an "invalid_token" challenge.
+// fosite and answers 401 with an "invalid_token" challenge. The client
+// credentials grant runs there too, for a client authenticated by its
+// secret and for one authenticated by private_key_jwt (RFC 7523).
 //
 // The assertions count what fosite did, not what the client believes:
 // token-endpoint requests, successful refreshes, error responses by OAuth
@@ -49,4 +51,12 @@
 //     access token falls back to one). The tests' storage wrapper makes
 //     each storage call atomic. Some fosite.Config getters fill a nil field
 //     on first use, another race; the tests set those fields.
+//   - private_key_jwt works only for a fosite.OpenIDConnectClient with
+//     TokenEndpointAuthMethod "private_key_jwt" and
+//     TokenEndpointAuthSigningAlgorithm equal to the assertion's alg (the
+//     default is RS256, so an ES256 key must say so); the key must have use
+//     "sig" and the kid the assertion names. fosite refuses every assertion
+//     while Config.TokenURL is empty (it is the aud it checks), and remembers
+//     a jti until the assertion's exp: a replay gets 400 jti_known, not
+//     invalid_client.
 package conformance

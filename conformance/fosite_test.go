@@ -63,7 +63,8 @@ type serverOptions struct {
 
 // fositeServer is a fosite provider on a loopback server:
 //
-//	POST /token   the token endpoint (password and refresh_token grants)
+//	POST /token   the token endpoint (password, refresh_token and
+//	              client_credentials grants)
 //	POST /revoke  RFC 7009 revocation
 //	GET  /api     a protected resource: 200, or 401 with
 //	              WWW-Authenticate: Bearer error="invalid_token"
@@ -90,6 +91,8 @@ type fositeServer struct {
 	repeats   int64            // refresh requests with a token presented before
 	byEngine  map[string]int64 // X-Engine → refresh requests
 	expiresIn map[int64]int64  // expires_in of successful refreshes → count
+
+	grants grantCounts // token requests by grant type (grants_test.go)
 }
 
 func newFositeServer(t *testing.T, opt serverOptions) *fositeServer {
@@ -119,6 +122,7 @@ func newFositeServer(t *testing.T, opt serverOptions) *fositeServer {
 		Scopes:     []string{"offline"},
 	}
 	mem.Users[username] = storage.MemoryUserRelation{Username: username, Password: password}
+	addGrantClients(t, config, mem)
 	store := &countingStore{MemoryStore: mem, t: t, transactional: opt.transactional}
 
 	// fosite's default refresh-token handling is the strict one: each
@@ -129,6 +133,7 @@ func newFositeServer(t *testing.T, opt serverOptions) *fositeServer {
 		// to a first token pair in a test.
 		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
@@ -145,6 +150,9 @@ func newFositeServer(t *testing.T, opt serverOptions) *fositeServer {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
+	// The audience fosite requires of client assertions; set before any
+	// request.
+	config.TokenURL = srv.URL + "/token"
 	return s
 }
 
@@ -176,6 +184,7 @@ func (s *fositeServer) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.t.Errorf("token endpoint: %v", err)
 	}
 	c := call{grant: r.PostForm.Get("grant_type"), engine: r.Header.Get("X-Engine")}
+	s.noteGrant(c, r)
 	if c.grant == "refresh_token" {
 		s.refreshRequests.Add(1)
 		sum := sha256.Sum256([]byte(r.PostForm.Get("refresh_token")))
@@ -221,6 +230,7 @@ func (s *fositeServer) observe(c call, rec *recorder) {
 	if err := json.Unmarshal(rec.body.Bytes(), &body); err != nil {
 		s.t.Errorf("token endpoint answered %d with %q: %v", rec.status, rec.body.String(), err)
 	}
+	s.noteAnswer(c, rec.status)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
