@@ -110,13 +110,7 @@ func (r *run) end(res **snapshot, err *error, callers func() []context.Context) 
 			r.e.retryLater(r.key, r.ent, p)
 		}
 	}
-	if r.unlock != nil {
-		if r.ent.pending() != nil {
-			r.ent.trouble().held = r.unlock
-		} else {
-			r.unlock()
-		}
-	}
+	r.ent.keepOrRelease(r.unlock)
 	if c := r.ent.cur.Load(); c != nil && !r.ent.gone && c.due.Load() == renewed {
 		// An early refresh of c was not started because this flight ran,
 		// and this one neither replaced c nor scheduled it again.

@@ -44,7 +44,8 @@ func (e *Engine) Logout(ctx context.Context, key string) error {
 	if x != nil {
 		return x
 	}
-	defer unlock()
+	// A Logout that fails keeps the lock as a failed save does.
+	defer ent.keepOrRelease(unlock)
 	tok, x := e.newest(sctx, key, ent)
 	if x != nil {
 		return x
@@ -66,7 +67,8 @@ func (e *Engine) Logout(ctx context.Context, key string) error {
 }
 
 // logoutLock takes the key's cross-process lock for Logout: the one kept
-// since a failed save, or the store's. Called with ent.mu held.
+// since a failed save, or the store's; nil unlock for a store without
+// locks. Called with ent.mu held.
 func (e *Engine) logoutLock(ctx context.Context, key string, ent *entry) (unlock func(), x *Error) {
 	if x := ent.x.Load(); x != nil && x.held != nil {
 		unlock, x.held = x.held, nil
@@ -74,7 +76,7 @@ func (e *Engine) logoutLock(ctx context.Context, key string, ent *entry) (unlock
 	}
 	l, ok := e.store.(Locker)
 	if !ok {
-		return func() {}, nil
+		return nil, nil
 	}
 	unlock, err := storeLock(ctx, l, key)
 	if err != nil {

@@ -3,6 +3,7 @@ package refresh
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,4 +164,61 @@ func (s saveOnly) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 
 func (s saveOnly) Save(ctx context.Context, key string, tok *oauth2.Token) error {
 	return s.s.Save(ctx, key, tok)
+}
+
+// flakyLockingStore is lockingStore whose saves and deletes can be made
+// to fail.
+type flakyLockingStore struct {
+	lockingStore
+	failSave, failDelete atomic.Bool
+}
+
+func (s *flakyLockingStore) Save(ctx context.Context, key string, tok *oauth2.Token) error {
+	if s.failSave.Load() {
+		return errors.New("store down")
+	}
+	return s.lockingStore.Save(ctx, key, tok)
+}
+
+func (s *flakyLockingStore) CompareAndSwap(ctx context.Context, key string, old, tok *oauth2.Token) error {
+	if s.failSave.Load() {
+		return errors.New("store down")
+	}
+	return s.lockingStore.CompareAndSwap(ctx, key, old, tok)
+}
+
+func (s *flakyLockingStore) Delete(ctx context.Context, key string) error {
+	if s.failDelete.Load() {
+		return errors.New("store down")
+	}
+	return s.lockingStore.Delete(ctx, key)
+}
+
+// TestLogoutFailedKeepsLock: a Logout that cannot delete, for a key whose
+// newest token is not saved yet, keeps the key's cross-process lock, as the
+// failed save did: no other process may spend the store's older refresh
+// token meanwhile.
+func TestLogoutFailedKeepsLock(t *testing.T) {
+	srv := newServer(t, refreshtest.Options{Lifetime: time.Hour})
+	store := new(flakyLockingStore)
+	e, _ := New(Config{Endpoint: memEndpoint(srv), Store: store}) // no revocation URL
+	defer e.Close(context.Background())
+	store.lockingStore.Save(t.Context(), "alice", srv.Token())
+	store.failSave.Store(true)
+	if _, err := e.Refresh(t.Context(), "alice", nil); err != nil || e.Stats().PendingSaves != 1 {
+		t.Fatalf("refresh with the store down: %v, %d pending", err, e.Stats().PendingSaves)
+	}
+	store.failDelete.Store(true)
+	if err := e.Logout(t.Context(), "alice"); err == nil {
+		t.Fatal("Logout with the store down = nil, want its error")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if unlock, err := store.lockingStore.Lock(ctx, "alice"); err == nil {
+		unlock()
+		t.Fatal("the key's lock is free after a failed Logout while its newest token is unsaved")
+	}
+	if n := e.Stats().PendingSaves; n != 1 {
+		t.Errorf("pending saves = %d, want 1: the newest token is kept", n)
+	}
 }

@@ -59,6 +59,20 @@ func (ent *entry) releaseHeld() {
 	}
 }
 
+// keepOrRelease keeps unlock, the key's cross-process lock, while a token
+// of the key is not saved (see trouble.held): no other process may spend
+// the store's older refresh token meanwhile. Otherwise it releases it. A
+// nil unlock (no lock was taken) does nothing. Called with ent.mu held.
+func (ent *entry) keepOrRelease(unlock func()) {
+	switch {
+	case unlock == nil:
+	case ent.pending() != nil:
+		ent.trouble().held = unlock
+	default:
+		unlock()
+	}
+}
+
 // ours reports whether t, read from the store, is a token this engine knows
 // is not newer than its own: the one it last saw there, or one it tried to
 // save since (a save that reported failure may have committed). Called with
