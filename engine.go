@@ -118,7 +118,7 @@ func (e *Engine) Refresh(ctx context.Context, key string, rejected *oauth2.Token
 	case cur.tok.AccessToken != rejected.AccessToken:
 		return copyToken(cur.tok), nil
 	default:
-		s, err = e.reject(ctx, key, ent, cur, 0, nil)
+		s, _, err = e.reject(ctx, key, ent, cur, 0, nil)
 	}
 	if err != nil {
 		return nil, err

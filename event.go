@@ -17,7 +17,12 @@ type Event struct {
 	Kind    EventKind
 	Key     string
 	Trigger Trigger // what started it (refresh, adoption, resend, pause)
-	Outcome Outcome // how it ended (refresh, adoption)
+	// Outcome says how a refresh or an adoption ended. For a resend it
+	// says where the token sent came from: OutcomeAdoptedMemory (the
+	// rejected token had been replaced already: no refresh),
+	// OutcomeRefreshed (a refresh flight, the request's own or one it
+	// joined) or OutcomeAdoptedStore (a newer token in the store).
+	Outcome Outcome
 
 	// Err is the failure, if any: an *[Error]. Repeated is set when an
 	// earlier event reported it already (a key still awaiting

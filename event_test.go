@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -203,11 +204,59 @@ func TestEventResendAndAdopt(t *testing.T) {
 	reqCtx := context.WithValue(ctx, struct{}{}, "request")
 	status(client, reqCtx, srv.URL+"/api")
 	resends := rec.of(e, refresh.EventResend)
-	if len(resends) != 1 || resends[0].Context.Value(struct{}{}) != "request" || resends[0].StatusCode != http.StatusUnauthorized || resends[0].NewToken == resends[0].OldToken {
-		t.Errorf("resend events %+v; want one, with the request's context, a 401 and a new token", resends)
+	if len(resends) != 1 || resends[0].Context.Value(struct{}{}) != "request" || resends[0].StatusCode != http.StatusUnauthorized || resends[0].NewToken == resends[0].OldToken || resends[0].Outcome != refresh.OutcomeRefreshed {
+		t.Errorf("resend events %+v; want one, with the request's context, a 401, a new token and OutcomeRefreshed", resends)
 	}
 	if adopts := rec.of(e, refresh.EventAdopt); len(adopts) != 1 || adopts[0].Outcome != refresh.OutcomeUnchanged || len(adopts[0].Requests) != 0 {
 		t.Errorf("adopt events %+v; want one that found nothing newer and called no endpoint", adopts)
+	}
+}
+
+// TestEventResendOfReplacedToken: a 401 for a token that another request's
+// refresh had replaced already is resent with the current token, without a
+// refresh, and its EventResend says so (OutcomeAdoptedMemory).
+func TestEventResendOfReplacedToken(t *testing.T) {
+	srv := newStrict(t, refreshtest.Options{})
+	var rec recorder
+	e := newEng(t, srv, refresh.Config{OnEvent: rec.add})
+	ctx := t.Context()
+	old := srv.Token()
+	if err := e.SetToken(ctx, "", old); err != nil {
+		t.Fatal(err)
+	}
+	slow, sent := make(chan struct{}), make(chan struct{})
+	client := &http.Client{Transport: &refresh.Transport{Engine: e, Base: refresh.StubRT(func(r *http.Request) (*http.Response, error) {
+		if r.Header.Get("Authorization") != "Bearer "+old.AccessToken {
+			return reply(r, http.StatusOK), nil
+		}
+		if r.URL.Path == "/slow" {
+			close(sent)
+			<-slow // answers 401 after the other request's refresh
+		}
+		return reply(r, http.StatusUnauthorized), nil
+	})}}
+	done := make(chan int)
+	go func() {
+		code, _ := status(client, ctx, srv.URL+"/slow")
+		done <- code
+	}()
+	<-sent
+	if code, err := status(client, ctx, srv.URL+"/fast"); code != http.StatusOK {
+		t.Fatalf("fast request: %d, %v; want 200 after one refresh", code, err)
+	}
+	close(slow)
+	if code := <-done; code != http.StatusOK {
+		t.Fatalf("slow request: %d; want 200 with the token that replaced its own", code)
+	}
+	if n := srv.Stats().Refreshes; n != 1 {
+		t.Errorf("%d refreshes; want 1", n)
+	}
+	var via []refresh.Outcome
+	for _, ev := range rec.of(e, refresh.EventResend) {
+		via = append(via, ev.Outcome)
+	}
+	if want := []refresh.Outcome{refresh.OutcomeRefreshed, refresh.OutcomeAdoptedMemory}; !slices.Equal(via, want) {
+		t.Errorf("resends came from %v; want %v", via, want)
 	}
 }
 

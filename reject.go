@@ -42,7 +42,7 @@ func (e *Engine) answer(ctx context.Context, key string, s *snapshot, resp *http
 	if round > 1 {
 		return nil, nil // a third rejection is handed back as is
 	}
-	ns, err := e.reject(ctx, key, e.entry(key), s, round, resp)
+	ns, via, err := e.reject(ctx, key, e.entry(key), s, round, resp)
 	switch {
 	case errors.Is(err, ErrRefreshPaused):
 		return nil, nil
@@ -51,7 +51,7 @@ func (e *Engine) answer(ctx context.Context, key string, s *snapshot, resp *http
 	}
 	if resend {
 		ev := e.startEvent(EventResend, key, TriggerRejected, s)
-		ev.Context, ev.StatusCode = ctx, resp.StatusCode
+		ev.Context, ev.StatusCode, ev.Outcome = ctx, resp.StatusCode, via
 		ev.setNew(ns)
 		e.emit(ev)
 	}
@@ -60,7 +60,9 @@ func (e *Engine) answer(ctx context.Context, key string, s *snapshot, resp *http
 
 // reject handles the API's rejection of s, in round 0 (the first send) or 1
 // (the retry with the token round 0 gave). It returns the snapshot to retry
-// with, or nil if there is none.
+// with, or nil if there is none, and where it came from: the key's token
+// that had replaced s (OutcomeAdoptedMemory), a refresh flight
+// (OutcomeRefreshed) or the store (OutcomeAdoptedStore).
 //
 // The generation check comes first: a token that replaced s is used as it
 // is. Round 0 then refreshes, unless refreshing the key is paused; round 1
@@ -68,25 +70,26 @@ func (e *Engine) answer(ctx context.Context, key string, s *snapshot, resp *http
 // endpoint a second time for one request. A token that a refresh had just
 // returned, rejected before the API accepted it, pauses refreshing (see
 // ErrRefreshPaused); a newer token in the store is still adopted meanwhile.
-func (e *Engine) reject(ctx context.Context, key string, ent *entry, s *snapshot, round int, resp *http.Response) (*snapshot, error) {
+func (e *Engine) reject(ctx context.Context, key string, ent *entry, s *snapshot, round int, resp *http.Response) (*snapshot, Outcome, error) {
 	if cur := ent.replaced(s); cur != nil {
-		return cur, nil
+		return cur, OutcomeAdoptedMemory, nil
 	}
 	struck := e.strike(ctx, key, ent, s, resp)
 	if round == 0 && ent.paused() == 0 {
-		return e.await(ctx, key, ent, s, TriggerRejected)
+		ns, err := e.await(ctx, key, ent, s, TriggerRejected)
+		return ns, OutcomeRefreshed, err
 	}
 	ns, err := e.adopt(ctx, key, ent, s)
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, OutcomeNone, err
 	case ns != s:
-		return ns, nil
+		return ns, OutcomeAdoptedStore, nil
 	case round == 1:
-		return nil, nil
+		return nil, OutcomeNone, nil
 	}
 	if !struck {
 		e.emitPaused(ctx, key, s, resp, ent.paused())
 	}
-	return nil, &Error{Key: key, Err: ErrRefreshPaused}
+	return nil, OutcomeNone, &Error{Key: key, Err: ErrRefreshPaused}
 }
