@@ -41,6 +41,9 @@ type Event struct {
 	LockWait  time.Duration
 	StoreRead time.Duration
 	Save      time.Duration
+	// Phases says which of those phases ran, so that one that took no
+	// measurable time is told from one that did not run.
+	Phases Phase
 
 	// Requests are the token-endpoint calls of a refresh, one per attempt.
 	Requests []TokenRequest
@@ -80,6 +83,15 @@ type TokenRequest struct {
 	Code       string
 	Err        error
 }
+
+// Phase is a set of the store phases of a flight ([Event].Phases).
+type Phase uint8
+
+const (
+	PhaseLock      Phase = 1 << iota // it waited for the store's cross-process lock
+	PhaseStoreRead                   // it read the store
+	PhaseSave                        // it saved a new token
+)
 
 // EventKind says what an [Event] reports.
 type EventKind uint8
@@ -212,12 +224,14 @@ func (ev *Event) setNew(s *snapshot) {
 func (ev *Event) timeLock(f func() (func(), error)) (func(), error) {
 	t := time.Now()
 	defer func() { ev.LockWait += time.Since(t) }()
+	ev.Phases |= PhaseLock
 	return f()
 }
 
 func (ev *Event) timeLoad(f func() (*oauth2.Token, error)) (*oauth2.Token, error) {
 	t := time.Now()
 	defer func() { ev.StoreRead += time.Since(t) }()
+	ev.Phases |= PhaseStoreRead
 	return f()
 }
 

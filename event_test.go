@@ -91,6 +91,8 @@ func TestEventRefresh(t *testing.T) {
 		t.Errorf("%d callers; want %d", len(ev.Callers), callers)
 	case ev.Duration < ev.Requests[0].Duration || ev.Start.IsZero():
 		t.Errorf("duration %v, start %v: not around the token request's %v", ev.Duration, ev.Start, ev.Requests[0].Duration)
+	case ev.Phases != refresh.PhaseStoreRead|refresh.PhaseSave:
+		t.Errorf("phases %b; want a store read and a save, and no lock (the engine's own memory has none)", ev.Phases)
 	}
 	seen := map[any]bool{}
 	for _, c := range ev.Callers {

@@ -67,6 +67,7 @@ func (r *run) persist(callerCtx, ctx context.Context, nt *oauth2.Token) (*snapsh
 	start := time.Now()
 	serr := e.save(sctx, r.key, ent, nt)
 	r.ev.Save = time.Since(start)
+	r.ev.Phases |= PhaseSave
 	scancel()
 	switch {
 	case serr == nil: // saved: nothing is pending any more
