@@ -317,88 +317,119 @@ func TestScriptedRun(t *testing.T) {
 	})
 }
 
+// tree is the spans of a run, sorted by role.
+type tree struct {
+	requests map[trace.SpanID]bool     // the test's request spans
+	flights  []tracetest.SpanStub      // oauth2.refresh, by start
+	resent   map[trace.SpanID]int      // oauth2.resend spans per parent
+	children map[trace.SpanID][]string // the names of the other spans, per parent
+	all      tracetest.SpanStubs
+}
+
+func newTree(spans tracetest.SpanStubs) tree {
+	tr := tree{requests: map[trace.SpanID]bool{}, resent: map[trace.SpanID]int{}, children: map[trace.SpanID][]string{}, all: spans}
+	for _, s := range spans {
+		if s.Name == "GET /api" {
+			tr.requests[s.SpanContext.SpanID()] = true
+		}
+	}
+	for _, s := range spans {
+		switch parent := s.Parent.SpanID(); s.Name {
+		case "GET /api":
+		case "oauth2.refresh":
+			tr.flights = append(tr.flights, s)
+		case "oauth2.resend":
+			tr.resent[parent]++
+		default:
+			tr.children[parent] = append(tr.children[parent], s.Name)
+		}
+	}
+	sort.Slice(tr.flights, func(i, j int) bool { return tr.flights[i].StartTime.Before(tr.flights[j].StartTime) })
+	return tr
+}
+
 // checkSpans checks the spans of the scripted run: each flight a child of
 // a request's span, the storm's linked to the 19 requests that joined it,
 // each phase a child of its flight, each resend a child of its request.
 func checkSpans(t *testing.T, spans tracetest.SpanStubs, storm []trace.SpanContext) {
 	t.Helper()
-	byID := map[trace.SpanID]tracetest.SpanStub{}
-	requests := map[trace.SpanID]bool{}
+	tr := newTree(spans)
+	if len(tr.requests) != len(storm)+2 || len(tr.flights) != 3 || len(tr.resent) != len(storm) {
+		t.Fatalf("%d request spans, %d flight spans, %d requests resent; want %d, 3, %d", len(tr.requests), len(tr.flights), len(tr.resent), len(storm)+2, len(storm))
+	}
+	checkResends(t, tr, storm)
+	checkFlights(t, tr)
+	checkStormFlight(t, tr.flights[0], storm)
+	// The refused token request is an error span with its status code.
 	for _, s := range spans {
-		byID[s.SpanContext.SpanID()] = s
-		if s.Name == "GET /api" {
-			requests[s.SpanContext.SpanID()] = true
+		if s.Name == "oauth2.token_request" && s.Parent.SpanID() == tr.flights[2].SpanContext.SpanID() {
+			if attrOf(s.Attributes, "http.response.status_code") != "400" || attrOf(s.Attributes, "oauth2.error.code") != "invalid_grant" || s.Status.Code.String() != "Error" {
+				t.Errorf("refused token request span: %v %v; want 400 invalid_grant, status Error", s.Attributes, s.Status)
+			}
 		}
 	}
-	var flights []tracetest.SpanStub
-	children := map[trace.SpanID][]string{}
-	resent := map[trace.SpanID]int{}
-	for _, s := range spans {
-		parent := s.Parent.SpanID()
-		switch s.Name {
-		case "GET /api":
-		case "oauth2.refresh":
-			flights = append(flights, s)
-			if !requests[parent] {
-				t.Errorf("flight span %v: parent is not a request's span", s.SpanContext.SpanID())
-			}
-		case "oauth2.resend":
-			resent[parent]++
-			if !requests[parent] || attrOf(s.Attributes, "oauth2.resend.reason") != "refreshed" {
-				t.Errorf("resend span with parent %v, attributes %v; want a request's child, reason refreshed", parent, s.Attributes)
-			}
-		default:
-			children[parent] = append(children[parent], s.Name)
+}
+
+// checkResends: every resend span is the child of a request's span, with
+// the reason "refreshed", and each storm request has one.
+func checkResends(t *testing.T, tr tree, storm []trace.SpanContext) {
+	t.Helper()
+	for _, s := range tr.all {
+		if s.Name == "oauth2.resend" && (!tr.requests[s.Parent.SpanID()] || attrOf(s.Attributes, "oauth2.resend.reason") != "refreshed") {
+			t.Errorf("resend span with parent %v, attributes %v; want a request's child, reason refreshed", s.Parent.SpanID(), s.Attributes)
 		}
-	}
-	if len(requests) != len(storm)+2 || len(flights) != 3 || len(resent) != len(storm) {
-		t.Fatalf("%d request spans, %d flight spans, %d requests resent; want %d, 3, %d", len(requests), len(flights), len(resent), len(storm)+2, len(storm))
 	}
 	for _, sc := range storm {
-		if resent[sc.SpanID()] != 1 {
-			t.Errorf("storm request %v resent %d times in spans; want 1", sc.SpanID(), resent[sc.SpanID()])
+		if tr.resent[sc.SpanID()] != 1 {
+			t.Errorf("storm request %v resent %d times in spans; want 1", sc.SpanID(), tr.resent[sc.SpanID()])
 		}
 	}
+}
+
+// checkFlights: each flight is a request's child, with its trigger,
+// outcome, status, links and phases, the phases inside the flight.
+func checkFlights(t *testing.T, tr tree) {
+	t.Helper()
 	type shape struct {
 		trigger, outcome, status string
 		links                    int
 		phases                   []string
 	}
+	all := []string{"oauth2.lock", "oauth2.store.read", "oauth2.token_request", "oauth2.save"}
 	want := []shape{
-		{"rejected", "refreshed", "", len(storm) - 1, []string{"oauth2.lock", "oauth2.store.read", "oauth2.token_request", "oauth2.save"}},
-		{"expired", "refreshed", "", 0, []string{"oauth2.lock", "oauth2.store.read", "oauth2.token_request", "oauth2.save"}},
-		{"expired", "reauth_required", "reauth_required: invalid_grant", 0, []string{"oauth2.lock", "oauth2.store.read", "oauth2.token_request"}},
+		{"rejected", "refreshed", "", 19, all},
+		{"expired", "refreshed", "", 0, all},
+		{"expired", "reauth_required", "reauth_required: invalid_grant", 0, all[:3]},
 	}
-	sort.Slice(flights, func(i, j int) bool { return flights[i].StartTime.Before(flights[j].StartTime) })
-	for i, f := range flights {
-		got := shape{attrOf(f.Attributes, "oauth2.refresh.trigger"), attrOf(f.Attributes, "oauth2.refresh.outcome"), f.Status.Description, len(f.Links), children[f.SpanContext.SpanID()]}
+	for i, f := range tr.flights {
+		if !tr.requests[f.Parent.SpanID()] {
+			t.Errorf("flight %d: parent is not a request's span", i+1)
+		}
+		got := shape{attrOf(f.Attributes, "oauth2.refresh.trigger"), attrOf(f.Attributes, "oauth2.refresh.outcome"), f.Status.Description, len(f.Links), tr.children[f.SpanContext.SpanID()]}
 		if !slices.Equal(got.phases, want[i].phases) || got.trigger != want[i].trigger || got.outcome != want[i].outcome || got.status != want[i].status || got.links != want[i].links {
 			t.Errorf("flight %d: %+v; want %+v", i+1, got, want[i])
 		}
-		for _, c := range spans {
+		for _, c := range tr.all {
 			if c.Parent.SpanID() == f.SpanContext.SpanID() && (c.StartTime.Before(f.StartTime) || c.EndTime.After(f.EndTime)) {
 				t.Errorf("flight %d: phase %s [%v, %v] outside the flight [%v, %v]", i+1, c.Name, c.StartTime, c.EndTime, f.StartTime, f.EndTime)
 			}
 		}
 	}
-	// The storm's flight and its links are the 20 requests, once each.
-	members := map[trace.SpanID]bool{flights[0].Parent.SpanID(): true}
-	for _, l := range flights[0].Links {
+}
+
+// checkStormFlight: the storm's flight's parent and links are the storm's
+// requests, once each.
+func checkStormFlight(t *testing.T, f tracetest.SpanStub, storm []trace.SpanContext) {
+	t.Helper()
+	members := map[trace.SpanID]bool{f.Parent.SpanID(): true}
+	for _, l := range f.Links {
 		members[l.SpanContext.SpanID()] = true
 	}
 	for _, sc := range storm {
 		delete(members, sc.SpanID())
 	}
-	if len(members) != 0 || len(flights[0].Links) != len(storm)-1 {
+	if len(members) != 0 || len(f.Links) != len(storm)-1 {
 		t.Errorf("the storm's flight: parent and links are not the %d requests", len(storm))
-	}
-	// The refused token request is an error span with its status code.
-	for _, s := range spans {
-		if s.Name == "oauth2.token_request" && s.Parent.SpanID() == flights[2].SpanContext.SpanID() {
-			if attrOf(s.Attributes, "http.response.status_code") != "400" || attrOf(s.Attributes, "oauth2.error.code") != "invalid_grant" || s.Status.Code.String() != "Error" {
-				t.Errorf("refused token request span: %v %v; want 400 invalid_grant, status Error", s.Attributes, s.Status)
-			}
-		}
 	}
 }
 
