@@ -17,8 +17,8 @@ type recorder struct {
 	byStore metric.MeasurementOption
 }
 
-func (r *recorder) storeAttrs() {
-	r.byStore = metric.WithAttributeSet(attribute.NewSet(attrStore.String(r.store)))
+func newRecorder(t *Telemetry, store string) *recorder {
+	return &recorder{t: t, store: store, byStore: metric.WithAttributeSet(attribute.NewSet(attrStore.String(store)))}
 }
 
 // record records ev on the instruments and as spans.

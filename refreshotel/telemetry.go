@@ -80,14 +80,15 @@ func (t *Telemetry) Instrument(c *refresh.Config) {
 	if kind == "" {
 		kind = StoreKind(c.Store)
 	}
-	r := &recorder{t: t, store: kind}
-	r.storeAttrs()
+	r := newRecorder(t, kind)
 	next := c.OnEvent
+	if next == nil {
+		c.OnEvent = r.record
+		return
+	}
 	c.OnEvent = func(ev refresh.Event) {
+		defer next(ev) // even if recording panicked (the engine recovers it)
 		r.record(ev)
-		if next != nil {
-			next(ev)
-		}
 	}
 }
 
