@@ -38,6 +38,14 @@ func WithKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, keyContextKey{}, key)
 }
 
+// KeyFrom returns the key that [WithKey] put in ctx, or "" if none: the
+// key a [Transport] without a fixed Key uses (an empty key is
+// [DefaultKey]). Integrations that are not HTTP (gRPC) resolve keys with it.
+func KeyFrom(ctx context.Context) string {
+	k, _ := ctx.Value(keyContextKey{}).(string)
+	return k
+}
+
 // maxDrain bounds how much of a discarded 401 body is read so that the
 // connection can be reused; a longer body costs a new connection instead.
 const maxDrain = 64 << 10

@@ -560,3 +560,14 @@ func TestCancelWhileRefreshing(t *testing.T) {
 		t.Errorf("API 401s = %d, want 2", n)
 	}
 }
+
+// TestKeyFrom: KeyFrom returns what WithKey put in a context, "" otherwise.
+func TestKeyFrom(t *testing.T) {
+	ctx := context.Background()
+	if k := KeyFrom(ctx); k != "" {
+		t.Errorf("KeyFrom of a bare context = %q; want \"\"", k)
+	}
+	if k := KeyFrom(WithKey(ctx, "alice")); k != "alice" {
+		t.Errorf("KeyFrom = %q; want alice", k)
+	}
+}
