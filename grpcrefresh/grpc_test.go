@@ -12,6 +12,7 @@ import (
 	"github.com/oauthkit/refresh"
 	"github.com/oauthkit/refresh/grpcrefresh"
 	"github.com/oauthkit/refresh/refreshtest"
+	"golang.org/x/oauth2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -320,5 +321,25 @@ func TestNoUnaryRetry(t *testing.T) {
 	}
 	if st := w.srv.Stats(); st.Refreshes != 1 || st.Served401 != 1 {
 		t.Errorf("%d refreshes, %d rejected checks; want 1 and 1", st.Refreshes, st.Served401)
+	}
+}
+
+// TestRequiresTransportSecurity: without Options.Insecure the token never
+// goes over a connection without transport security.
+func TestRequiresTransportSecurity(t *testing.T) {
+	engine, err := refresh.New(refresh.Config{Endpoint: refresh.EndpointFunc(func(context.Context, *oauth2.Token) (*oauth2.Token, error) {
+		return nil, errors.New("unused")
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close(context.Background())
+	creds := grpcrefresh.New(engine, grpcrefresh.Options{})
+	if !creds.RequireTransportSecurity() {
+		t.Fatal("RequireTransportSecurity false by default")
+	}
+	_, err = grpc.NewClient("passthrough:///x", append(creds.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err == nil {
+		t.Fatal("a client without transport security accepted the credentials")
 	}
 }
