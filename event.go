@@ -88,9 +88,9 @@ type TokenRequest struct {
 type Phase uint8
 
 const (
-	PhaseLock      Phase = 1 << iota // it waited for the store's cross-process lock
-	PhaseStoreRead                   // it read the store
-	PhaseSave                        // it saved a new token
+	PhaseLock      Phase = 1 << iota // it asked for the store's cross-process lock
+	PhaseStoreRead                   // it read the store (or tried to)
+	PhaseSave                        // it saved a new token (or tried to: see Err, EventSaveFailed)
 )
 
 // EventKind says what an [Event] reports.
