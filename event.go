@@ -61,7 +61,9 @@ type Event struct {
 	// Callers are the contexts of the callers that waited for a refresh
 	// or an adoption, first the one that started it, so that a tracer can
 	// link their spans; len(Callers)-1 joined a flight already running.
-	// For a resend or a pause, Context is the request's.
+	// An early refresh (TriggerDue) is started by no caller, for none
+	// waits for it: all its Callers joined it. For a resend or a pause,
+	// Context is the request's.
 	Callers []context.Context
 	Context context.Context
 

@@ -65,7 +65,7 @@ func TestSpanLayout(t *testing.T) {
 	// Only the engine makes a temporary *refresh.Error; this one counts as "failed".
 	unavailable := &refresh.Error{StatusCode: http.StatusServiceUnavailable, Code: "temporarily_unavailable"}
 	in.onEvent(refresh.Event{
-		Kind: refresh.EventRefresh, Key: key, Trigger: refresh.TriggerDue, Outcome: refresh.OutcomeRefreshed,
+		Kind: refresh.EventRefresh, Key: key, Trigger: refresh.TriggerExpired, Outcome: refresh.OutcomeRefreshed,
 		Start: t0, Duration: ms(300), LockWait: ms(10), StoreRead: ms(5), Save: ms(7),
 		Phases: refresh.PhaseLock | refresh.PhaseStoreRead | refresh.PhaseSave,
 		Requests: []refresh.TokenRequest{
@@ -114,11 +114,34 @@ func TestSpanLayout(t *testing.T) {
 		}
 	}
 	diff(t, "metrics", in.metrics(), withGauges(map[string]int64{
-		"oauth2.client.refresh.duration{oauth2.refresh.outcome=refreshed,oauth2.refresh.trigger=due}":                                     1,
-		"oauth2.client.refresh.joined{oauth2.refresh.trigger=due}":                                                                        2,
+		"oauth2.client.refresh.duration{oauth2.refresh.outcome=refreshed,oauth2.refresh.trigger=expired}":                                 1,
+		"oauth2.client.refresh.joined{oauth2.refresh.trigger=expired}":                                                                    2,
 		"oauth2.client.token_request.duration{error.type=failed,http.response.status_code=503,oauth2.error.code=temporarily_unavailable}": 1,
 		"oauth2.client.token_request.duration{}":                                                                                          1,
 		"oauth2.client.lock.wait{oauth2.store.kind=memory}":                                                                               1,
+	}))
+}
+
+// TestEarlyRefreshSpan: an early refresh is started by no caller, so its
+// span begins a trace of its own, every caller is a link, and every caller
+// counts as joined.
+func TestEarlyRefreshSpan(t *testing.T) {
+	in := newInstrumented(t, nil)
+	first, firstSC := in.span("first")
+	second, secondSC := in.span("second")
+	in.onEvent(refresh.Event{Kind: refresh.EventRefresh, Key: key, Trigger: refresh.TriggerDue, Outcome: refresh.OutcomeRefreshed,
+		Start: time.Now(), Callers: []context.Context{first, second}})
+	for _, s := range in.spans.GetSpans() {
+		if s.Name != "oauth2.refresh" {
+			continue
+		}
+		if s.Parent.IsValid() || len(s.Links) != 2 || s.Links[0].SpanContext.SpanID() != firstSC.SpanID() || s.Links[1].SpanContext.SpanID() != secondSC.SpanID() {
+			t.Errorf("early refresh span: parent %v, links %v; want no parent and both callers as links", s.Parent.SpanID(), s.Links)
+		}
+	}
+	diff(t, "metrics", in.metrics(), withGauges(map[string]int64{
+		"oauth2.client.refresh.duration{oauth2.refresh.outcome=refreshed,oauth2.refresh.trigger=due}": 1,
+		"oauth2.client.refresh.joined{oauth2.refresh.trigger=due}":                                    2,
 	}))
 }
 

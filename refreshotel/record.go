@@ -28,7 +28,7 @@ func (r *recorder) record(ev refresh.Event) {
 	case refresh.EventRefresh:
 		in.refreshDuration.Record(ctx, ev.Duration.Seconds(), metric.WithAttributes(
 			attrTrigger.String(ev.Trigger.String()), attrOutcome.String(ev.Outcome.String())))
-		if n := len(ev.Callers) - 1; n > 0 {
+		if n := joined(ev); n > 0 {
 			in.joined.Add(ctx, int64(n), metric.WithAttributes(attrTrigger.String(ev.Trigger.String())))
 		}
 		for _, req := range ev.Requests {
@@ -85,4 +85,14 @@ func storeOp(op string) string {
 		return op
 	}
 	return other
+}
+
+// joined is the number of ev's callers that joined a flight already
+// running: all but the first, except for an early refresh, which no caller
+// started.
+func joined(ev refresh.Event) int {
+	if ev.Trigger == refresh.TriggerDue {
+		return len(ev.Callers)
+	}
+	return max(len(ev.Callers)-1, 0)
 }

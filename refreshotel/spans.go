@@ -11,18 +11,23 @@ import (
 )
 
 // flightSpan records a refresh or adoption flight as a span, a child of the
-// span of the caller that started it, linked to the callers that joined it,
+// span of the caller that started it (an early refresh, which no caller
+// started, begins a trace of its own), linked to the callers that joined it,
 // with a child span per phase. The phases are laid out in the order the
 // flight runs them (lock, store read, token requests, save); their
 // durations are measured, and the token requests' starts too.
 func (t *Telemetry) flightSpan(name string, ev refresh.Event) {
 	parent := context.Background()
 	var links []trace.Link
+	starter := 0 // the caller that started the flight; an early refresh has none
+	if ev.Trigger == refresh.TriggerDue {
+		starter = -1
+	}
 	for i, c := range ev.Callers {
 		sc := trace.SpanContextFromContext(c)
 		switch {
 		case !sc.IsValid():
-		case i == 0:
+		case i == starter:
 			parent = trace.ContextWithSpanContext(parent, sc)
 		default:
 			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.Bool("oauth2.refresh.joined", true)}})
