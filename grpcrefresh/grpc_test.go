@@ -33,6 +33,9 @@ type world struct {
 	client  healthpb.HealthClient
 	health  *health.Server
 	streams atomic.Int64 // Watch streams the server accepted
+	tries   atomic.Int64 // Watch streams the server judged
+	// rejectAll, if set, makes the server reject every stream's token.
+	rejectAll atomic.Bool
 
 	// before, if set, runs in the server's interceptor before the token
 	// is judged.
@@ -113,6 +116,10 @@ func (w *world) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 }
 
 func (w *world) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	w.tries.Add(1)
+	if w.rejectAll.Load() {
+		return status.Error(codes.Unauthenticated, "invalid_token")
+	}
 	if err := w.authorize(ss.Context()); err != nil {
 		return err
 	}
@@ -227,6 +234,24 @@ func TestStreamRetry(t *testing.T) {
 	// The rejection still replaced the token, for the next call.
 	if n, st := w.streams.Load(), w.srv.Stats(); n != 2 || st.Refreshes != 2 {
 		t.Errorf("%d streams accepted, %d refreshes; want 2 (the second not opened again) and 2", n, st.Refreshes)
+	}
+}
+
+// TestStreamRetriedOnce: a stream whose every token is rejected is opened
+// twice in all, never more.
+func TestStreamRetriedOnce(t *testing.T) {
+	w := newWorld(t, nil, grpcrefresh.Options{})
+	w.login(t)
+	w.rejectAll.Store(true)
+	s, err := w.client.Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("%v; want the server's Unauthenticated", err)
+	}
+	if n := w.tries.Load(); n != 2 {
+		t.Errorf("the server judged %d streams; want 2 (one retry)", n)
 	}
 }
 

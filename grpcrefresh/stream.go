@@ -30,6 +30,7 @@ func (c *Credentials) StreamClientInterceptor() grpc.StreamClientInterceptor {
 			return nil, err
 		}
 		cs, err := open(actx)
+		retried := false
 		if err != nil {
 			if !a.rejected(err) {
 				return nil, err
@@ -38,12 +39,12 @@ func (c *Credentials) StreamClientInterceptor() grpc.StreamClientInterceptor {
 			if rctx == nil {
 				return nil, rerr
 			}
-			a = b
+			a, retried = b, true // the one retry of this call
 			if cs, err = open(rctx); err != nil {
 				return nil, err
 			}
 		}
-		return &stream{c: c, ctx: ctx, key: key, open: open, cs: cs, a: a}, nil
+		return &stream{c: c, ctx: ctx, key: key, open: open, cs: cs, a: a, retried: retried}, nil
 	}
 }
 
